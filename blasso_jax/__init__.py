@@ -1,0 +1,28 @@
+"""blasso_jax: β-LASSO ("Towards Learning Convolutions from Scratch", Neyshabur 2020) in JAX/Flax."""
+
+from blasso_jax.models import MODEL_NAMES, LayerSpec, Network, create_model, layer_specs, three_fc_width
+from blasso_jax.optim import (
+    add_l1_sign,
+    blasso,
+    count_params,
+    hard_threshold,
+    kernel_mask,
+    layerwise_l1,
+    nonzero_counts,
+)
+
+__all__ = [
+    "MODEL_NAMES",
+    "LayerSpec",
+    "Network",
+    "add_l1_sign",
+    "blasso",
+    "count_params",
+    "create_model",
+    "hard_threshold",
+    "kernel_mask",
+    "layer_specs",
+    "layerwise_l1",
+    "nonzero_counts",
+    "three_fc_width",
+]

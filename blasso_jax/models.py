@@ -1,0 +1,184 @@
+"""The paper's architectures (Tables 3 and 4) as pure `flax.linen` modules.
+
+Every model is a stack of weight layers named `layer1 … layerN`. Each but the last is followed by
+BatchNorm (`norm{i}`) and ReLU; the last maps to the class logits. Conv and local layers use the
+paper's symmetric zero padding (k // 2), so a 9x9 stride-2 layer halves a 32x32 image exactly as
+PyTorch's `padding=4` does (flax's 'SAME' would pad 3 before and 4 after).
+
+Layers followed by BatchNorm carry no bias: BN's offset would absorb it, and a bias would be one
+more dense tensor β-LASSO cannot prune. BatchNorm keeps its scale and offset (one per channel or
+unit), which β-LASSO leaves alone (see `optim.kernel_mask`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+LayerKind = Literal["conv", "local", "dense"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """One weight layer: a conv, a locally-connected layer or a dense layer and its output width.
+
+    `features` counts output channels for conv and local layers and output units for dense layers.
+    """
+
+    kind: LayerKind
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+
+
+class Network(nn.Module):
+    """A feed-forward stack of `LayerSpec`s, each followed by BatchNorm and ReLU, then a linear classifier.
+
+    Dense layers flatten their input in image order (NHWC, row-major), so the kernel of a dense
+    first layer reshapes to `[H, W, C, units]` and each unit's weights form an image.
+    BatchNorm normalises per channel after conv/local layers and per unit after dense ones.
+    `dtype` is the compute dtype of the weight layers; parameters are kept in `param_dtype` and
+    BatchNorm always runs in float32.
+    """
+
+    layers: Sequence[LayerSpec]
+    num_classes: int
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        x = x.astype(self.dtype)
+        for index, spec in enumerate(self.layers, start=1):
+            x = self._weight_layer(spec, f"layer{index}")(_flatten(x) if spec.kind == "dense" else x)
+            x = nn.BatchNorm(
+                use_running_average=not train,
+                momentum=self.bn_momentum,
+                dtype=jnp.float32,
+                param_dtype=jnp.float32,
+                name=f"norm{index}",
+            )(x.astype(jnp.float32))
+            x = nn.relu(x).astype(self.dtype)
+        logits = nn.Dense(
+            self.num_classes,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=f"layer{len(self.layers) + 1}",
+        )(_flatten(x))
+        return logits.astype(jnp.float32)
+
+    def _weight_layer(self, spec: LayerSpec, name: str) -> nn.Module:
+        common = dict(use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+        if spec.kind == "dense":
+            return nn.Dense(spec.features, **common)
+        layer = nn.Conv if spec.kind == "conv" else nn.ConvLocal
+        pad = spec.kernel_size // 2
+        return layer(
+            spec.features,
+            kernel_size=(spec.kernel_size, spec.kernel_size),
+            strides=(spec.stride, spec.stride),
+            padding=((pad, pad), (pad, pad)),
+            **common,
+        )
+
+
+def _flatten(x: jnp.ndarray) -> jnp.ndarray:
+    return x.reshape(x.shape[0], -1)
+
+
+MODEL_NAMES = ("s-conv", "d-conv", "s-local", "d-local", "s-fc", "d-fc", "3-fc")
+
+# D-CONV (Table 4): output channels as multiples of α and strides of the eight 3x3 convolutions.
+_DEEP_CHANNELS = (1, 2, 2, 4, 4, 8, 8, 16)
+_DEEP_STRIDES = (1, 2, 1, 2, 1, 2, 1, 2)
+
+
+def layer_specs(
+    name: str, alpha: int, image_shape: Sequence[int], num_classes: int = 10, width: int | None = None
+) -> tuple[LayerSpec, ...]:
+    """The hidden layers of model `name` (the classifier layer is added by `Network`).
+
+    S-* models: one 9x9 stride-2 layer with α channels, then a 24α-unit dense layer. D-* models:
+    eight 3x3 layers (channels α…16α, strides 1,2,…), then a 64α-unit dense layer. *-LOCAL drop the
+    weight sharing, *-FC replace each conv by a dense layer between flattened maps of the same
+    sizes. 3-FC has two hidden layers of `width` units (default: `three_fc_width` matching S-FC's
+    weight count at the same α).
+    """
+    _check_arguments(name, alpha, image_shape, num_classes)
+    height, width_px, channels = image_shape
+    if name == "3-fc":
+        if width is None:
+            pixels = height * width_px
+            s_fc_hidden = pixels * alpha // 4
+            target = pixels * channels * s_fc_hidden + s_fc_hidden * 24 * alpha + 24 * alpha * num_classes
+            width = three_fc_width(target, pixels * channels, num_classes)
+        return (LayerSpec("dense", width), LayerSpec("dense", width))
+    depth, kind = name.split("-")
+    if depth == "s":
+        convs = [(alpha, 9, 2)]
+        hidden = 24 * alpha
+    else:
+        convs = [(c * alpha, 3, s) for c, s in zip(_DEEP_CHANNELS, _DEEP_STRIDES)]
+        hidden = 64 * alpha
+    specs = []
+    scale = 1
+    for features, kernel, stride in convs:
+        scale *= stride
+        if kind == "fc":
+            features = (height // scale) * (width_px // scale) * features
+            specs.append(LayerSpec("dense", features))
+        else:
+            specs.append(LayerSpec(kind, features, kernel, stride))
+    specs.append(LayerSpec("dense", hidden))
+    return tuple(specs)
+
+
+def three_fc_width(target_weights: int, input_dim: int, num_classes: int) -> int:
+    """Width h of 3-FC (input → h → h → classes) whose weight count h² + h·(input + classes) is nearest the target."""
+    b = input_dim + num_classes
+    root = (-b + math.sqrt(b * b + 4 * target_weights)) / 2
+    candidates = [max(1, math.floor(root)), max(1, math.ceil(root))]
+    return min(candidates, key=lambda h: abs(h * h + h * b - target_weights))
+
+
+def _check_arguments(name: str, alpha: int, image_shape: Sequence[int], num_classes: int) -> None:
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
+    if not isinstance(alpha, int) or alpha < 1:
+        raise ValueError(f"alpha (base channels) must be an integer >= 1, got {alpha!r}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if len(image_shape) != 3 or any(int(d) < 1 for d in image_shape):
+        raise ValueError(f"image_shape must be (height, width, channels), got {tuple(image_shape)!r}")
+    divisor = {"s": 2, "d": 16, "3": 1}[name[0]]
+    for side in image_shape[:2]:
+        if side % divisor:
+            raise ValueError(
+                f"image side {side} of image_shape {tuple(image_shape)} is not divisible by {divisor}, "
+                f"the total stride of {name}"
+            )
+
+
+def create_model(
+    name: str,
+    alpha: int,
+    num_classes: int = 10,
+    image_shape: Sequence[int] = (32, 32, 3),
+    *,
+    width: int | None = None,
+    dtype: jnp.dtype = jnp.float32,
+    param_dtype: jnp.dtype = jnp.float32,
+) -> Network:
+    """The paper's model `name` (one of `MODEL_NAMES`) with base channels α, for images of `image_shape`.
+
+    `width` sets 3-FC's hidden width (ignored by other models). `dtype` is the compute dtype
+    (e.g. bfloat16 for mixed precision); parameters stay in `param_dtype`.
+    """
+    specs = layer_specs(name, alpha, tuple(image_shape), num_classes, width)
+    return Network(layers=specs, num_classes=num_classes, dtype=dtype, param_dtype=param_dtype)

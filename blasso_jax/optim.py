@@ -1,0 +1,165 @@
+"""β-LASSO (Algorithm 1 of Neyshabur, 2020) as composable optax transforms.
+
+One β-LASSO step is θ ← θ − η(∇f(θ) + λ·sign(θ)), with the sign taken before the step, followed by
+θ ← θ·1(|θ| ≥ βλ). The threshold βλ is not scaled by η, and pruned entries are exactly zero (they
+may regrow on later steps). In optax terms::
+
+    blasso(η, λ, β) == chain(add_l1_sign(λ), sgd(η), hard_threshold(β·λ))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Union
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import traverse_util
+
+PyTree = Any
+# A float, or a pytree of floats with the structure of the parameters (or a prefix of it).
+ScalarTree = Union[float, jax.Array, PyTree]
+# As optax's own `mask` arguments: None (every leaf), a pytree of bools, or a function of params.
+Mask = Union[None, PyTree, Callable[[PyTree], PyTree]]
+
+
+def _broadcast_to_params(prefix: PyTree, params: PyTree) -> PyTree:
+    """Expands a scalar or a prefix tree of `params` to one leaf per parameter leaf."""
+    return jax.tree.map(lambda value, subtree: jax.tree.map(lambda _: value, subtree), prefix, params)
+
+
+def _leafwise(
+    transform: Callable[[jax.Array, jax.Array, Any], jax.Array],
+    hyperparam: ScalarTree,
+    mask: Mask,
+    updates: PyTree,
+    params: PyTree,
+) -> PyTree:
+    """Applies `transform(update, param, value)` where `mask` holds, and passes updates through elsewhere."""
+    if params is None:
+        raise ValueError("β-LASSO transforms need the parameters: call update(updates, state, params).")
+    if mask is None:
+        mask = True
+    elif callable(mask):
+        mask = mask(params)
+    values = _broadcast_to_params(hyperparam, params)
+    selected = _broadcast_to_params(mask, params)
+    return jax.tree.map(
+        lambda u, p, value, on: transform(u, p, value) if on else u,
+        updates,
+        params,
+        values,
+        selected,
+    )
+
+
+def add_l1_sign(l1: ScalarTree, mask: Mask = None) -> optax.GradientTransformation:
+    """Adds `l1 * sign(params)`, the L1 subgradient, to the updates (the gradients).
+
+    Args:
+      l1: λ, a float or a pytree of floats matching (a prefix of) the parameters, e.g. one λ for
+        the first layer and one for the rest.
+      mask: None for every leaf, a pytree of bools, or a function of the params returning one.
+    """
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        updates = _leafwise(
+            lambda u, p, lam: u + jnp.asarray(lam, u.dtype) * jnp.sign(p).astype(u.dtype),
+            l1,
+            mask,
+            updates,
+            params,
+        )
+        return updates, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def hard_threshold(threshold: ScalarTree, mask: Mask = None) -> optax.GradientTransformation:
+    """Rewrites updates so that `params + updates` is exactly 0 wherever its magnitude is below `threshold`.
+
+    Like `optax.keep_params_nonnegative`, it constrains the parameters after the step, so it must be
+    the last transform of a chain. The test uses the new parameters in their own dtype, as
+    `optax.apply_updates` will store them, and `p + (-p)` is exactly +0 in IEEE arithmetic.
+    """
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def prune(u, p, t):
+        new_param = (p + u).astype(p.dtype)
+        return jnp.where(jnp.abs(new_param) < t, -p.astype(u.dtype), u)
+
+    def update_fn(updates, state, params=None):
+        return _leafwise(prune, threshold, mask, updates, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def blasso(
+    learning_rate: optax.ScalarOrSchedule,
+    l1: ScalarTree,
+    beta: float,
+    mask: Mask = None,
+) -> optax.GradientTransformation:
+    """β-LASSO: SGD on the loss plus λ‖θ‖₁, then pruning of every |θ| < βλ (Algorithm 1).
+
+    `beta=0` is SGD with an L1 subgradient and `l1=0` plain SGD. No momentum, as in the paper.
+
+    Args:
+      learning_rate: η, a float or an optax schedule of the step count.
+      l1: λ, a float or a pytree of floats (see `add_l1_sign`); the threshold is β·λ per leaf.
+      beta: β ≥ 0.
+      mask: where β-LASSO applies (the trainer passes `kernel_mask`); elsewhere plain SGD.
+    """
+    threshold = jax.tree.map(lambda lam: beta * lam, l1)
+    return optax.chain(
+        add_l1_sign(l1, mask=mask),
+        optax.sgd(learning_rate),
+        hard_threshold(threshold, mask=mask),
+    )
+
+
+def _path_names(path) -> tuple[str, ...]:
+    return tuple(str(getattr(entry, "key", entry)) for entry in path)
+
+
+def kernel_mask(params: PyTree) -> PyTree:
+    """True on weight matrices and filters (leaves named `kernel`), False on biases and BatchNorm."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: _path_names(path)[-1] == "kernel", params)
+
+
+def layerwise_l1(params: PyTree, first: float, rest: float, first_layer: str = "layer1") -> PyTree:
+    """λ per leaf: `first` for the first (convolution-like) layer and `rest` for every other leaf.
+
+    The paper tunes these two separately: "higher λ for the layer that corresponds to the
+    convolution improves the performance".
+    """
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: first if _path_names(path)[0] == first_layer else rest, params
+    )
+
+
+def nonzero_counts(params: PyTree) -> dict[str, jax.Array]:
+    """Number of non-zero kernel entries per layer, as device scalars (usable under `jax.jit`)."""
+    flat = traverse_util.flatten_dict(params)
+    counts = {"/".join(key[:-1]): jnp.count_nonzero(value) for key, value in flat.items() if key[-1] == "kernel"}
+    return dict(sorted(counts.items(), key=lambda item: _natural_key(item[0])))
+
+
+def _natural_key(name: str) -> tuple:
+    """Sorts `layer2` before `layer10`."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def count_params(params: PyTree, *, kernels_only: bool = True) -> int:
+    """Number of weights: kernel entries (as the paper's tables count them), or every entry."""
+    flat = traverse_util.flatten_dict(params)
+    return sum(int(value.size) for key, value in flat.items() if key[-1] == "kernel" or not kernels_only)

@@ -1,0 +1,273 @@
+"""β-LASSO transforms against an independent plain-numpy Algorithm 1."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax.training import train_state
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import blasso_jax as bj
+
+STEPS = 60
+BETA = 50.0
+LR = 0.05
+
+
+def initial_params(dtype=np.float64):
+    rng = np.random.default_rng(0)
+    return {
+        "layer1": {"kernel": 0.1 * rng.standard_normal((6, 4))},
+        "layer2": {"kernel": 0.1 * rng.standard_normal((4, 3)), "bias": 0.1 * rng.standard_normal((1, 3))},
+        "norm1": {"scale": 1.0 + 0.01 * rng.standard_normal((1, 4))},
+    }
+
+
+def batches(steps=STEPS):
+    """Random least-squares problems ½‖A θ − Y‖² per leaf and step: gradient Aᵀ(Aθ − Y)."""
+    rng = np.random.default_rng(1)
+    return [
+        jax.tree.map(
+            lambda p: (rng.standard_normal((5, p.shape[0])), 0.3 * rng.standard_normal((5, p.shape[1]))),
+            initial_params(),
+        )
+        for _ in range(steps)
+    ]
+
+
+def numpy_grad(params, batch):
+    return jax.tree.map(lambda p, ab: ab[0].T @ (ab[0] @ p - ab[1]), params, batch, is_leaf=lambda x: isinstance(x, tuple))
+
+
+def jax_loss(params, batch):
+    leaves = jax.tree.map(
+        lambda p, ab: 0.5 * jnp.sum((ab[0] @ p - ab[1]) ** 2), params, batch, is_leaf=lambda x: isinstance(x, tuple)
+    )
+    return sum(jax.tree.leaves(leaves))
+
+
+def cosine(step):
+    return LR * 0.5 * (1 + math.cos(math.pi * step / STEPS))
+
+
+def numpy_algorithm1(l1_of, beta, lr_of, masked_of, steps=STEPS, clip=None):
+    """Algorithm 1 with plain numpy: θ ← θ − η(∇f + λ sign θ), then zero |θ| < βλ (masked leaves: plain SGD)."""
+    params = initial_params()
+    history = []
+    for t, batch in enumerate(batches(steps)):
+        grads = numpy_grad(params, batch)
+        if clip is not None:
+            norm = math.sqrt(sum(float(np.sum(g**2)) for g in jax.tree.leaves(grads)))
+            grads = jax.tree.map(lambda g: g * min(1.0, clip / norm), grads)
+        new = {}
+        for layer, leaves in params.items():
+            new[layer] = {}
+            for name, theta in leaves.items():
+                lam = l1_of(layer, name) if masked_of(layer, name) else 0.0
+                theta = theta - lr_of(t) * (grads[layer][name] + lam * np.sign(theta))
+                if masked_of(layer, name):
+                    theta = np.where(np.abs(theta) < beta * lam, 0.0, theta)
+                new[layer][name] = theta
+        params = new
+        history.append(params)
+    return history
+
+
+def run_optax(tx, steps=STEPS, jit=True):
+    params = jax.tree.map(jnp.asarray, initial_params())
+    state = tx.init(params)
+
+    def step(params, state, batch):
+        grads = jax.grad(jax_loss)(params, batch)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    step = jax.jit(step) if jit else step
+    history = []
+    for batch in batches(steps):
+        params, state = step(params, state, jax.tree.map(jnp.asarray, batch))
+        history.append(params)
+    return history
+
+
+def assert_histories_close(got, expected, atol=1e-10):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=atol), g, e)
+
+
+def is_kernel(layer, name):
+    return name == "kernel"
+
+
+def per_layer_l1(layer, name):
+    return 4e-4 if layer == "layer1" else 2e-4
+
+
+def test_blasso_equals_numpy_algorithm1_with_per_layer_l1_mask_and_schedule():
+    with jax.enable_x64(True):
+        l1 = {"layer1": 4e-4, "layer2": 2e-4, "norm1": 2e-4}  # a prefix tree of the params
+        tx = bj.blasso(optax.cosine_decay_schedule(LR, STEPS), l1, BETA, mask=bj.kernel_mask)
+        got = run_optax(tx)
+        expected = numpy_algorithm1(per_layer_l1, BETA, cosine, is_kernel)
+        assert_histories_close(got, expected)
+        zeros = pruned = 0
+        for params in got:
+            for layer, name in [("layer1", "kernel"), ("layer2", "kernel")]:
+                theta = np.abs(np.asarray(params[layer][name]))
+                threshold = BETA * per_layer_l1(layer, name)
+                assert not np.any((theta > 0) & (theta < threshold)), (layer, name)
+                zeros += int(np.sum(theta == 0))
+            pruned += int(np.sum(np.asarray(params["layer1"]["kernel"]) == 0))
+        assert zeros > 0 and pruned > 0  # the threshold actually bit, or the test proves nothing
+        # The BatchNorm scale and the bias are untouched by the L1 term and the threshold.
+        np.testing.assert_array_equal(np.asarray(got[-1]["norm1"]["scale"]) == 0, False)
+
+
+def test_zeroed_weights_can_regrow():
+    with jax.enable_x64(True):
+        got = run_optax(bj.blasso(LR, 1e-3, BETA))
+        zero_before = [np.asarray(p["layer1"]["kernel"]) == 0 for p in got[:-1]]
+        nonzero_after = [np.asarray(p["layer1"]["kernel"]) != 0 for p in got[1:]]
+        assert any(np.any(z & n) for z, n in zip(zero_before, nonzero_after))
+
+
+def test_beta_zero_is_sgd_with_l1_subgradient():
+    with jax.enable_x64(True):
+        got = run_optax(bj.blasso(LR, 1e-3, 0.0))
+        expected = numpy_algorithm1(lambda *_: 1e-3, 0.0, lambda t: LR, lambda *_: True)
+        assert_histories_close(got, expected)
+        assert all(np.all(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(got[-1]))
+
+
+def test_l1_zero_is_plain_sgd():
+    with jax.enable_x64(True):
+        got = run_optax(bj.blasso(LR, 0.0, BETA))
+        expected = run_optax(optax.sgd(LR))
+        assert_histories_close(got, [jax.tree.map(np.asarray, p) for p in expected], atol=0)
+
+
+def test_composes_with_clipping_chain():
+    with jax.enable_x64(True):
+        tx = optax.chain(optax.clip_by_global_norm(1.0), bj.blasso(LR, 1e-3, BETA))
+        got = run_optax(tx)
+        expected = numpy_algorithm1(lambda *_: 1e-3, BETA, lambda t: LR, lambda *_: True, clip=1.0)
+        assert_histories_close(got, expected)
+
+
+def test_inject_hyperparams_with_schedule_and_callable_mask():
+    with jax.enable_x64(True):
+        schedule = optax.cosine_decay_schedule(LR, STEPS)
+        injected = optax.inject_hyperparams(bj.blasso, static_args=("mask",))(
+            learning_rate=schedule, l1=3e-4, beta=BETA, mask=bj.kernel_mask
+        )
+        got = run_optax(injected)
+        expected = numpy_algorithm1(lambda *_: 3e-4, BETA, cosine, is_kernel)
+        assert_histories_close(got, expected)
+
+
+def test_inject_hyperparams_beta_can_be_changed_in_the_state():
+    with jax.enable_x64(True):
+        tx = optax.inject_hyperparams(bj.blasso)(learning_rate=LR, l1=1e-3, beta=BETA)
+        params = jax.tree.map(jnp.asarray, initial_params())
+        state = tx.init(params)
+        state.hyperparams["beta"] = jnp.asarray(0.0)
+        grads = numpy_grad(initial_params(), batches(1)[0])
+        updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.asarray, grads), state, params)
+        expected = numpy_algorithm1(lambda *_: 1e-3, 0.0, lambda t: LR, lambda *_: True, steps=1)[0]
+        assert_histories_close([optax.apply_updates(params, updates)], [expected])
+
+
+def test_optax_masked_wrapper_leaves_other_leaves_to_the_raw_gradient():
+    with jax.enable_x64(True):
+        mask = {"layer1": {"kernel": True}, "layer2": {"kernel": False, "bias": False}, "norm1": {"scale": False}}
+        got = run_optax(optax.masked(bj.blasso(LR, 1e-3, BETA), mask), steps=1)[0]
+        grads = numpy_grad(initial_params(), batches(1)[0])
+        expected = numpy_algorithm1(lambda *_: 1e-3, BETA, lambda t: LR, lambda l, n: l == "layer1", steps=1)[0]
+        np.testing.assert_allclose(np.asarray(got["layer1"]["kernel"]), expected["layer1"]["kernel"], atol=1e-12)
+        # optax.masked passes unmasked updates through: params + raw gradient.
+        np.testing.assert_allclose(
+            np.asarray(got["layer2"]["kernel"]),
+            initial_params()["layer2"]["kernel"] + grads["layer2"]["kernel"],
+            atol=1e-12,
+        )
+
+
+def test_flax_train_state_apply_gradients():
+    with jax.enable_x64(True):
+        tx = bj.blasso(LR, 1e-3, BETA, mask=bj.kernel_mask)
+        state = train_state.TrainState.create(
+            apply_fn=None, params=jax.tree.map(jnp.asarray, initial_params()), tx=tx
+        )
+        step = jax.jit(lambda s, b: s.apply_gradients(grads=jax.grad(jax_loss)(s.params, b)))
+        for batch in batches(5):
+            state = step(state, jax.tree.map(jnp.asarray, batch))
+        expected = numpy_algorithm1(lambda *_: 1e-3, BETA, lambda t: LR, is_kernel, steps=5)[-1]
+        assert_histories_close([state.params], [expected])
+        assert int(state.step) == 5
+
+
+def test_sharded_parameters_give_the_same_update_and_stay_sharded():
+    assert jax.device_count() == 8, "conftest.py should provide 8 simulated CPU devices"
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    rng = np.random.default_rng(3)
+    params = {"layer1": {"kernel": jnp.asarray(0.05 * rng.standard_normal((64, 16)), jnp.float32)}}
+    grads = {"layer1": {"kernel": jnp.asarray(rng.standard_normal((64, 16)), jnp.float32)}}
+    tx = bj.blasso(0.01, 5e-4, BETA)
+    expected = optax.apply_updates(params, tx.update(grads, tx.init(params), params)[0])
+    sharding = NamedSharding(mesh, P("data"))
+    sharded_params = jax.device_put(params, sharding)
+    sharded_grads = jax.device_put(grads, sharding)
+
+    @jax.jit
+    def step(params, grads):
+        updates, _ = tx.update(grads, tx.init(params), params)
+        return optax.apply_updates(params, updates)
+
+    got = step(sharded_params, sharded_grads)
+    np.testing.assert_array_equal(np.asarray(got["layer1"]["kernel"]), np.asarray(expected["layer1"]["kernel"]))
+    assert got["layer1"]["kernel"].sharding.is_equivalent_to(sharding, 2)
+    assert np.any(np.asarray(got["layer1"]["kernel"]) == 0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+def test_hard_threshold_gives_exact_zeros_in_low_precision(dtype):
+    rng = np.random.default_rng(4)
+    params = jnp.asarray(rng.uniform(-0.1, 0.1, 4096), dtype)
+    updates = jnp.asarray(rng.uniform(-0.02, 0.02, 4096), dtype)
+    tx = bj.hard_threshold(0.03)
+    new = optax.apply_updates(params, jax.jit(tx.update)(updates, tx.init(params), params)[0])
+    magnitude = np.abs(np.asarray(new, np.float32))
+    assert np.sum(magnitude == 0) > 100
+    assert not np.any((magnitude > 0) & (magnitude < 0.03))
+    # Entries above the threshold received their update unchanged.
+    kept = magnitude >= 0.03
+    plain = np.asarray(params + updates, np.float32)
+    np.testing.assert_array_equal(np.asarray(new, np.float32)[kept], plain[kept])
+
+
+def test_kernel_mask_layerwise_l1_and_counts_on_a_model():
+    model = bj.create_model("s-fc", alpha=1, image_shape=(8, 8, 3))
+    params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), train=False)["params"]
+    mask = bj.kernel_mask(params)
+    assert mask["layer1"] == {"kernel": True}
+    assert mask["norm1"] == {"scale": False, "bias": False}
+    assert mask["layer3"] == {"kernel": True, "bias": False}
+    l1 = bj.layerwise_l1(params, first=2e-5, rest=1e-6)
+    assert l1["layer1"]["kernel"] == 2e-5 and l1["layer2"]["kernel"] == 1e-6
+    params = jax.tree.map(lambda x: x, params)
+    params["layer2"]["kernel"] = params["layer2"]["kernel"].at[:3].set(0.0)
+    counts = bj.nonzero_counts(params)
+    assert list(counts) == ["layer1", "layer2", "layer3"]
+    assert int(counts["layer2"]) == 16 * 24 - 3 * 24
+    assert int(counts["layer1"]) == 192 * 16
+
+
+def test_update_without_params_names_the_fix():
+    tx = bj.blasso(0.1, 1e-3, BETA)
+    with pytest.raises(ValueError, match="params"):
+        tx.update({"w": jnp.ones(3)}, tx.init({"w": jnp.ones(3)}))
