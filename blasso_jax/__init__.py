@@ -7,6 +7,7 @@ from blasso_jax.optim import (
     count_params,
     hard_threshold,
     kernel_mask,
+    kernel_sizes,
     layerwise_l1,
     nonzero_counts,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "create_model",
     "hard_threshold",
     "kernel_mask",
+    "kernel_sizes",
     "layer_specs",
     "layerwise_l1",
     "nonzero_counts",

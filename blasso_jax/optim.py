@@ -147,11 +147,21 @@ def layerwise_l1(params: PyTree, first: float, rest: float, first_layer: str = "
     )
 
 
+def _kernels(params: PyTree) -> dict[str, jax.Array]:
+    """Kernel leaves by layer name, in layer order."""
+    flat = traverse_util.flatten_dict(params)
+    kernels = {"/".join(key[:-1]): value for key, value in flat.items() if key[-1] == "kernel"}
+    return dict(sorted(kernels.items(), key=lambda item: _natural_key(item[0])))
+
+
 def nonzero_counts(params: PyTree) -> dict[str, jax.Array]:
     """Number of non-zero kernel entries per layer, as device scalars (usable under `jax.jit`)."""
-    flat = traverse_util.flatten_dict(params)
-    counts = {"/".join(key[:-1]): jnp.count_nonzero(value) for key, value in flat.items() if key[-1] == "kernel"}
-    return dict(sorted(counts.items(), key=lambda item: _natural_key(item[0])))
+    return {name: jnp.count_nonzero(kernel) for name, kernel in _kernels(params).items()}
+
+
+def kernel_sizes(params: PyTree) -> dict[str, int]:
+    """Number of kernel entries per layer: the dense count that `nonzero_counts` is measured against."""
+    return {name: int(kernel.size) for name, kernel in _kernels(params).items()}
 
 
 def _natural_key(name: str) -> tuple:

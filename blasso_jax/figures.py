@@ -1,0 +1,248 @@
+"""The paper's Figures 3 and 4, and the locality of first-layer filters over training, as matplotlib Figures.
+
+Figures are built with `matplotlib.figure.Figure` directly, never through pyplot, so importing or
+calling this module selects no backend and keeps no global figure state. `save_figure` writes
+PNG and PDF atomically.
+"""
+
+from __future__ import annotations
+
+import functools
+import io as _bytes_io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from blasso_jax import io
+from blasso_jax.models import create_model
+from blasso_jax.optim import kernel_sizes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# Figure 3's reference models: the label on the plot and the model whose kernel sizes it shows.
+REFERENCE_MODELS = {"S-CONV": "s-conv", "S-LOCAL": "s-local", "dense": "s-fc"}
+_REFERENCE_COLORS = ("black", "tab:gray", "tab:brown", "tab:olive", "tab:cyan")
+FILTER_NORMALISATION = "each filter shown as |w| / max |w| of that filter, channels as RGB (black = 0)"
+
+
+def _new_figure(**kwargs: Any) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(layout="constrained", **kwargs)
+
+
+def save_figure(fig: Figure, path_without_suffix: str | os.PathLike, *, dpi: int = 150) -> list[Path]:
+    """Writes `fig` as `<path>.png` and `<path>.pdf`, each atomically; returns the two paths."""
+    paths = []
+    for fmt in ("png", "pdf"):
+        path = Path(f"{os.fspath(path_without_suffix)}.{fmt}")
+        buffer = _bytes_io.BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=dpi)
+        io.atomic_write_bytes(path, buffer.getvalue())
+        paths.append(path)
+    return paths
+
+
+def reference_counts(alpha: int, image_shape: Sequence[int], num_classes: int) -> dict[str, dict[str, int]]:
+    """Kernel entries per layer of S-CONV, S-LOCAL and S-FC ('dense') at this α, from the models' shapes.
+
+    `jax.eval_shape` of each model's init: nothing is allocated, so α=150 costs nothing.
+    """
+    counts = {}
+    for label, name in REFERENCE_MODELS.items():
+        model = create_model(name, alpha, num_classes, tuple(image_shape))
+        init = functools.partial(model.init, train=False)
+        shapes = jax.eval_shape(init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+        counts[label] = kernel_sizes(shapes["params"])
+    return counts
+
+
+def _layer_names(runs: dict[str, list[dict]]) -> list[str]:
+    names: list[str] = []
+    for records in runs.values():
+        for record in records:
+            names += [name for name in record.get("nonzero_per_layer", {}) if name not in names]
+    return names
+
+
+def _figure_legend(fig: Figure, axes: Sequence[Any]) -> None:
+    """One legend for the figure, each label once, below the panels."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 6))
+
+
+def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, float]]) -> Figure:
+    """Figure 3: non-zero weights per layer against epoch, one panel per layer and one curve per run.
+
+    `runs` maps a label to its metrics records (`epoch`, `nonzero_per_layer`); `references` maps a
+    name (e.g. 'S-CONV') to per-layer counts, drawn as dashed lines in the panels of those layers.
+    """
+    layers = _layer_names(runs)
+    if not layers:
+        raise ValueError(f"no metrics record of runs {sorted(runs)} has 'nonzero_per_layer'; nothing to plot")
+    fig = _new_figure(figsize=(4.2 * len(layers), 3.8))
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    for ax, layer in zip(axes, layers):
+        levels = []
+        for label, records in runs.items():
+            points = sorted(
+                (r["epoch"], r["nonzero_per_layer"][layer]) for r in records if layer in r.get("nonzero_per_layer", {})
+            )
+            if points:
+                epochs, counts = zip(*points)
+                ax.plot(epochs, counts, marker="." if len(points) < 30 else None, label=label)
+                levels += counts
+        for color, (name, per_layer) in zip(_REFERENCE_COLORS * 2, references.items()):
+            if layer in per_layer:
+                ax.axhline(per_layer[layer], linestyle="--", linewidth=1, color=color, label=name)
+                levels.append(per_layer[layer])
+        ax.set_yscale("log", nonpositive="mask")
+        positive = [level for level in levels if level > 0]
+        if positive:  # a margin of ×2, so a panel whose counts never change (the last layer) still has a range
+            ax.set_ylim(min(positive) / 2, max(positive) * 2)
+        ax.set_title(layer)
+        ax.set_xlabel("epoch")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("non-zero weights")
+    _figure_legend(fig, axes)
+    return fig
+
+
+def fc_filters_as_images(kernel: Any, image_shape: Sequence[int]) -> np.ndarray:
+    """A dense first layer's kernel `[H*W*C, units]` as one `[H, W, C]` image per unit: `[units, H, W, C]`."""
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 2 or kernel.shape[0] != math.prod(image_shape):
+        raise ValueError(f"kernel shape {kernel.shape} is not [H*W*C, units] for image_shape {tuple(image_shape)}")
+    return kernel.T.reshape(kernel.shape[1], *image_shape)
+
+
+def local_filters_as_images(kernel: Any, image_shape: Sequence[int], stride: int = 2) -> np.ndarray:
+    """An S-LOCAL first layer's kernel `[oh, ow, kh*kw*C, F]` as full-image filters `[oh*ow*F, H, W, C]`.
+
+    Each position's filter (input channel slowest: `[C, kh, kw]`) is placed at its receptive field
+    (stride `stride`, zero padding kh//2) in a zero image; weights that fall on the padding are
+    dropped, as they only ever multiply zeros. Units are ordered (row, col, channel), as S-FC's.
+    """
+    kernel = np.asarray(kernel)
+    height, width, channels = image_shape
+    if kernel.ndim != 4 or kernel.shape[2] % channels:
+        raise ValueError(f"kernel shape {kernel.shape} is not [oh, ow, kh*kw*C, F] with C={channels}")
+    out_rows, out_cols, taps, features = kernel.shape
+    size = math.isqrt(taps // channels)
+    if size * size * channels != taps:
+        raise ValueError(f"kernel shape {kernel.shape}: {taps} taps is not kh*kw*C of a square kernel, C={channels}")
+    pad = size // 2
+    images = np.zeros((out_rows, out_cols, features, height, width, channels), kernel.dtype)
+    for i in range(out_rows):
+        top = stride * i - pad
+        r0, r1 = max(top, 0), min(top + size, height)
+        for j in range(out_cols):
+            left = stride * j - pad
+            c0, c1 = max(left, 0), min(left + size, width)
+            filters = kernel[i, j].reshape(channels, size, size, features).transpose(3, 1, 2, 0)
+            images[i, j, :, r0:r1, c0:c1] = filters[:, r0 - top : r1 - top, c0 - left : c1 - left]
+    return images.reshape(out_rows * out_cols * features, height, width, channels)
+
+
+def _filter_image(weights: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """|w| / max |w| of one [H, W, C] filter, as an RGB or grayscale image and its colormap."""
+    magnitude = np.abs(weights.astype(np.float32))
+    magnitude /= max(float(magnitude.max()), np.finfo(np.float32).tiny)
+    if magnitude.shape[-1] == 3:
+        return magnitude, None
+    return magnitude[..., 0], "gray"
+
+
+def plot_filters(
+    panels: dict[str, np.ndarray],
+    image_shape: Sequence[int],
+    *,
+    k: int = 8,
+    min_nonzero: int = 20,
+    seed: int = 0,
+) -> Figure:
+    """Figure 4: per panel, `k` first-layer filters drawn at random among units with ≥ `min_nonzero` non-zeros.
+
+    Each panel value holds one filter per unit (`[units, H, W, C]`, e.g. from `fc_filters_as_images`
+    or `local_filters_as_images`). The draw uses `numpy.random.default_rng(seed)`, one per panel, so
+    panels do not depend on each other. With fewer eligible units, all are shown and the title says so.
+    """
+    image_shape = tuple(int(d) for d in image_shape)
+    if image_shape[-1] not in (1, 3):
+        raise ValueError(f"filters can be drawn for 1 or 3 input channels, got image_shape {image_shape}")
+    if not panels:
+        raise ValueError("plot_filters needs at least one panel")
+    if k < 1:
+        raise ValueError(f"k (filters per panel) must be >= 1, got {k}")
+    cols = min(k, 8)
+    rows = math.ceil(k / cols)
+    fig = _new_figure(figsize=(1.4 * cols, (1.4 * rows + 0.5) * len(panels) + 0.4))
+    fig.suptitle(FILTER_NORMALISATION, fontsize=9)
+    subfigures = np.atleast_1d(fig.subfigures(len(panels), 1))
+    for subfigure, (name, filters) in zip(subfigures, panels.items()):
+        filters = np.asarray(filters)
+        if math.prod(filters.shape[1:]) != math.prod(image_shape):
+            raise ValueError(f"panel {name!r}: filters of shape {filters.shape[1:]} do not reshape to {image_shape}")
+        filters = filters.reshape(len(filters), *image_shape)
+        nonzero = np.count_nonzero(filters.reshape(len(filters), -1), axis=1)
+        eligible = np.flatnonzero(nonzero >= min_nonzero)
+        chosen = np.random.default_rng(seed).choice(eligible, size=min(k, len(eligible)), replace=False)
+        if len(eligible) >= k:
+            title = f"{name}: {k} of {len(eligible)} units with ≥{min_nonzero} non-zeros"
+        else:
+            title = f"{name}: only {len(eligible)} of {len(filters)} units have ≥{min_nonzero} non-zeros"
+        subfigure.suptitle(title, fontsize=9)
+        axes = subfigure.subplots(rows, cols, squeeze=False).ravel()
+        for ax in axes:
+            ax.set_axis_off()
+        for ax, unit in zip(axes, chosen):
+            image, cmap = _filter_image(filters[unit])
+            ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(f"unit {unit}", fontsize=7)
+    return fig
+
+
+def plot_locality(runs: dict[str, list[dict]]) -> Figure:
+    """Median locality radius and median S-LOCAL window share of first-layer units against epoch, one curve per run.
+
+    Reads the records' `locality` dicts (`radius_median`, `window_share_median`, and optionally
+    `window_share_random`, drawn dashed as the chance level); records without one are skipped.
+    """
+    fig = _new_figure(figsize=(9, 3.8))
+    axes = fig.subplots(1, 2)
+    keys = (("radius_median", "median radius (px)"), ("window_share_median", "median |w| share in S-LOCAL window"))
+    chance = None
+    plotted = 0
+    for label, records in runs.items():
+        for ax, (key, _) in zip(axes, keys):
+            points = sorted(
+                (r["epoch"], r["locality"][key]) for r in records if r.get("locality", {}).get(key) is not None
+            )
+            if points:
+                ax.plot(*zip(*points), marker="." if len(points) < 30 else None, label=label)
+                plotted += 1
+        chance = next(
+            (r["locality"]["window_share_random"] for r in records if r.get("locality", {}).get("window_share_random")),
+            chance,
+        )
+    if not plotted:
+        raise ValueError(f"no metrics record of runs {sorted(runs)} has a 'locality' dict; nothing to plot")
+    if chance is not None:
+        axes[1].axhline(chance, linestyle="--", linewidth=1, color="black", label="uniform filter")
+    for ax, (_, ylabel) in zip(axes, keys):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+    _figure_legend(fig, axes)
+    return fig

@@ -1,0 +1,63 @@
+"""Markdown tables that put measured accuracies next to the paper's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from blasso_jax import paper
+
+PAPER_DATASETS = ("cifar100", "cifar10", "svhn_cropped")  # cifar100 first: 'cifar10' is its prefix
+
+
+def paper_dataset(dataset: str) -> str | None:
+    """The paper's dataset a run's dataset stands for ('cifar10' for a local CIFAR-10 copy), if any."""
+    name = Path(dataset).name.lower().replace("-", "").replace("_", "")
+    for key in PAPER_DATASETS:
+        if name.startswith(key.replace("_", "")) or (key == "svhn_cropped" and name.startswith("svhn")):
+            return key
+    return None
+
+
+def dataset_label(dataset: str) -> str:
+    """How a dataset is named in tables; local copies by their file name, so they are never mistaken for tfds'."""
+    return dataset if dataset in paper.TABLE2 or dataset == "synthetic" else f"{Path(dataset).name} (local copy)"
+
+
+def method_label(method: str, beta: float) -> str:
+    return "SGD" if method == "sgd" else f"β-LASSO β={beta:g}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub Markdown table; None prints as '-'."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100.0 * fraction
+
+
+TABLE2_HEADERS = ("dataset", "method", "epochs", "test % (best val)", "test % (final)", "paper (4000 epochs)")
+
+
+def table2_row(results: dict[str, Any]) -> list[Any]:
+    """One Table 2 row from a run's results.json content."""
+    config = results["config"]
+    key = paper_dataset(config["dataset"])
+    return [
+        dataset_label(config["dataset"]),
+        method_label(config["method"], config["beta"]),
+        results["epochs"],
+        percent(results["test_accuracy"]["best"]),
+        percent(results["test_accuracy"]["final"]),
+        paper.table2_entry(key, config["method"], config["beta"]) if key else None,
+    ]

@@ -1,0 +1,91 @@
+"""The paper's Figure 3: non-zero weights per layer over training, against S-CONV, S-LOCAL and dense levels.
+
+    python -m experiments.fig3 --runs=runs/table2/cifar10-s-fc-blasso-beta50-seed0 --out=figures/fig3
+    python -m experiments.fig3 --launch --datasets=cifar10,cifar100,svhn_cropped --epochs=400   # train, then plot
+
+Each run directory needs `metrics.jsonl`, `config.jsonl` and `dataset.json` (as the trainer writes
+them). The reference levels are the kernel sizes of S-CONV, S-LOCAL and S-FC at the runs' α.
+With `--launch`, S-FC β-LASSO runs (the training flags, e.g. `--epochs`, `--beta`) are trained
+or resumed first in `<workdir>/<dataset>` and plotted. Where the runs logged first-layer locality,
+`<out>_locality` plots it too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from absl import app, flags
+
+from blasso_jax import figures, io, report, train
+from blasso_jax.config import TrainConfig
+from experiments import flags as train_flags
+
+
+train_flags.define_once(flags.DEFINE_list, "runs", None, "run directories to plot (metrics.jsonl, config.jsonl, dataset.json)")
+train_flags.define_once(flags.DEFINE_list, "labels", None, "one legend label per run (default: the directory names)")
+train_flags.define_once(flags.DEFINE_string, "out", None, "figure path without suffix; .png and .pdf are written")
+train_flags.define_train_flags()
+train_flags.define_once(flags.DEFINE_bool, "launch", False, "train (or resume) the S-FC runs of --datasets first")
+train_flags.define_once(flags.DEFINE_list, "datasets", ["cifar10"], "datasets of --launch")
+FLAGS = flags.FLAGS
+
+
+def launch_runs() -> list[Path]:
+    """Trains or resumes one S-FC run per --datasets entry in --workdir (default runs/fig3); returns their dirs."""
+    config = train_flags.config_from_flags(model="s-fc")
+    root = Path(FLAGS.workdir or "runs/fig3")
+    run_dirs = []
+    for dataset in FLAGS.datasets:
+        run_dir = root / (report.paper_dataset(dataset) or Path(dataset).stem)
+        train.run_once(config.replace(dataset=dataset), run_dir)
+        run_dirs.append(run_dir)
+    return run_dirs
+
+
+def read_run(run_dir: Path) -> tuple[list[dict], tuple[int, tuple[int, ...], int]]:
+    """A run's metrics records and its (alpha, image_shape, num_classes), with errors naming the missing file."""
+    if not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} does not exist")
+    records = io.read_jsonl(run_dir / "metrics.jsonl")
+    if not records:
+        raise ValueError(f"{run_dir / 'metrics.jsonl'} is missing or holds no epoch")
+    configs = io.read_jsonl(run_dir / "config.jsonl")
+    if not configs:
+        raise ValueError(f"{run_dir / 'config.jsonl'} is missing or empty")
+    if not (run_dir / "dataset.json").is_file():
+        raise ValueError(f"{run_dir / 'dataset.json'} is missing")
+    dataset = json.loads((run_dir / "dataset.json").read_text())
+    config = TrainConfig.from_dict(configs[-1])
+    return records, (config.alpha, tuple(dataset["image_shape"]), dataset["num_classes"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.runs and not FLAGS.launch:
+        raise app.UsageError("--runs (run directories, comma-separated) or --launch is required")
+    try:
+        run_dirs = launch_runs() if FLAGS.launch else [Path(d) for d in FLAGS.runs]
+        labels = FLAGS.labels or [d.name for d in run_dirs]
+        if len(labels) != len(run_dirs) or len(set(labels)) != len(labels):
+            raise ValueError(f"--labels {labels} must name each of the {len(run_dirs)} runs once, distinctly")
+        runs, settings = {}, {}
+        for label, run_dir in zip(labels, run_dirs):
+            runs[label], settings[run_dir] = read_run(run_dir)
+        if len(set(settings.values())) > 1:
+            listed = "; ".join(f"{d}: α={a}, image {s}, {c} classes" for d, (a, s, c) in settings.items())
+            raise ValueError(f"the runs differ in α, image shape or classes, so no references fit all: {listed}")
+        alpha, image_shape, num_classes = next(iter(settings.values()))
+        fig = figures.plot_nonzeros(runs, figures.reference_counts(alpha, image_shape, num_classes))
+        out = FLAGS.out or "figures/fig3"
+        paths = figures.save_figure(fig, out)
+        if any("locality" in r for records in runs.values() for r in records):
+            paths += figures.save_figure(figures.plot_locality(runs), f"{out}_locality")
+    except (ValueError, OSError, train.WorkdirError, train.NonFiniteLossError) as error:
+        train_flags.fail(error)
+    print(f"figure: {', '.join(map(str, paths))}")
+
+
+if __name__ == "__main__":
+    app.run(main)

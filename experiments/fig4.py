@@ -1,0 +1,94 @@
+"""The paper's Figure 4: first-layer filters of S-FC (SGD), S-FC (β-LASSO) and S-LOCAL (SGD), as full images.
+
+    python -m experiments.fig4 --sgd_fc=runs/sgd --blasso_fc=runs/blasso --sgd_local=runs/local --best
+
+Filters are drawn at random among units with at least 20 non-zero weights, as in the paper. The
+locality of each panel's filters (median radius holding 90% of |w|, share inside the S-LOCAL
+window) is printed next to the chance level of a uniform filter.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+from blasso_jax import analysis, figures, train
+from blasso_jax.models import layer_specs
+from experiments import flags as train_flags
+
+# (flag, panel title, the model the run must be)
+PANELS = (
+    ("sgd_fc", "S-FC (SGD)", "s-fc"),
+    ("blasso_fc", "S-FC (β-LASSO)", "s-fc"),
+    ("sgd_local", "S-LOCAL (SGD)", "s-local"),
+)
+
+
+for _flag, _title, _model in PANELS:
+    train_flags.define_once(flags.DEFINE_string, _flag, None, f"run directory of the {_title} panel ({_model} run)")
+train_flags.define_once(flags.DEFINE_integer, "k", 8, "filters drawn per panel")
+train_flags.define_once(flags.DEFINE_integer, "seed", None, "seed of the random draw of filters (default 0)")
+train_flags.define_once(flags.DEFINE_bool, "best", False, "load the checkpoint of best validation accuracy, not the latest")
+train_flags.define_once(flags.DEFINE_string, "out", None, "figure path without suffix; .png and .pdf are written")
+FLAGS = flags.FLAGS
+
+
+def first_layer_filters(run_dir: Path, model_name: str, *, best: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A run's first-layer filters as full images `[units, H, W, C]`, and the image shape."""
+    if not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} does not exist")
+    config, _, variables = train.load_run(run_dir, best=best)
+    if config.model != model_name:
+        raise ValueError(f"{run_dir} is a {config.model} run; this panel takes a {model_name} run")
+    image_shape = tuple(json.loads((run_dir / "dataset.json").read_text())["image_shape"])
+    kernel = np.asarray(variables["params"]["layer1"]["kernel"])
+    if model_name == "s-fc":
+        return figures.fc_filters_as_images(kernel, image_shape), image_shape
+    local = layer_specs("s-local", config.alpha, image_shape)[0]
+    return figures.local_filters_as_images(kernel, image_shape, stride=local.stride), image_shape
+
+
+def describe(title: str, summary: dict) -> str:
+    """One line of locality numbers for a panel."""
+    if not summary["units"]:
+        return f"{title}: every unit is all-zero"
+    return (
+        f"{title}: {summary['units']} units ({summary['units_zero']} all-zero left out); "
+        f"median radius holding {summary['mass']:.0%} of |w|: {summary['radius_median']:.2f} px "
+        f"(mean {summary['radius_mean']:.2f}); median |w| share in the S-LOCAL window: "
+        f"{summary['window_share_median']:.3f} (uniform filter: {summary['window_share_random']:.3f})"
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    chosen = [(flag, title, model) for flag, title, model in PANELS if FLAGS[flag].value]
+    if not chosen:
+        raise app.UsageError(f"give at least one run: {', '.join('--' + flag for flag, _, _ in PANELS)}")
+    try:
+        panels, shapes = {}, {}
+        for flag, title, model in chosen:
+            run_dir = Path(FLAGS[flag].value)
+            panels[title], shapes[run_dir] = first_layer_filters(run_dir, model, best=FLAGS.best)
+        if len(set(shapes.values())) > 1:
+            raise ValueError(f"the runs' image shapes differ: {', '.join(f'{d}: {s}' for d, s in shapes.items())}")
+        image_shape = next(iter(shapes.values()))
+        local = layer_specs("s-local", 1, image_shape)[0]
+        for title, images in panels.items():
+            kernel = images.reshape(len(images), -1).T
+            summary = analysis.locality(kernel, image_shape, window=local.kernel_size, stride=local.stride)["summary"]
+            print(describe(title, summary))
+        seed = 0 if FLAGS.seed is None else FLAGS.seed
+        fig = figures.plot_filters(panels, image_shape, k=FLAGS.k, seed=seed)
+        paths = figures.save_figure(fig, FLAGS.out or "figures/fig4")
+    except (ValueError, OSError, train.WorkdirError) as error:
+        train_flags.fail(error)
+    print(f"figure: {', '.join(map(str, paths))}")
+
+
+if __name__ == "__main__":
+    app.run(main)

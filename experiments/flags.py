@@ -1,0 +1,80 @@
+"""Training flags shared by the entry points: every `TrainConfig` field, applied over a named preset.
+
+A flag left unset keeps the preset's value, so `--config=smoke --epochs=5` is the smoke preset
+with five epochs. `--config` names a preset in `blasso_jax.config.PRESETS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+
+from absl import flags
+
+from blasso_jax import config as config_lib
+
+_HELP = {
+    "model": f"architecture: {', '.join(config_lib.MODEL_NAMES)}",
+    "alpha": "base channels α",
+    "dataset": "tfds name (cifar10, cifar100, svhn_cropped, …), 'synthetic', or a local image folder / .tar.gz / .npz",
+    "data_dir": "tfds data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+    "method": "blasso or sgd",
+    "beta": "β of β-LASSO (threshold β·λ)",
+    "l1_first": "λ of the first (convolution-like) layer",
+    "l1_rest": "λ of the other weight layers",
+    "augment": "auto (the dataset's default), crop_flip, crop or none",
+    "precision": "bf16 (bf16 matmuls, fp32 params/BatchNorm/update) or fp32",
+    "on_nonfinite": "stop (exit non-zero) or skip (skip and count the step) on a NaN/inf loss",
+}
+
+
+def define_train_flags() -> None:
+    """Defines one flag per `TrainConfig` field (default None: the preset's value) plus run control flags.
+
+    Idempotent, so several entry points can share the flags in one process (tests, notebooks).
+    """
+    if "config" in flags.FLAGS:
+        return
+    flags.DEFINE_enum("config", "table2", list(config_lib.PRESETS), "preset the other flags override")
+    flags.DEFINE_string("workdir", None, "run directory (metrics.jsonl, checkpoints, results.json)")
+    flags.DEFINE_bool("resume", False, "continue the run in --workdir from its last checkpoint")
+    flags.DEFINE_bool("overwrite", False, "replace an existing run in --workdir")
+    flags.DEFINE_integer("stop_after", None, "checkpoint and stop after this epoch (continue later with --resume)")
+    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first (multi-host runs)")
+    hints = typing.get_type_hints(config_lib.TrainConfig)
+    for field in dataclasses.fields(config_lib.TrainConfig):
+        kind = hints[field.name]
+        help_text = _HELP.get(field.name, field.name.replace("_", " "))
+        if field.name == "synthetic_shape":
+            flags.DEFINE_list(field.name, None, "synthetic image shape H,W,C")
+        elif kind is bool:
+            flags.DEFINE_bool(field.name, None, help_text)
+        elif kind in (int, int | None):
+            flags.DEFINE_integer(field.name, None, help_text)
+        elif kind is float:
+            flags.DEFINE_float(field.name, None, help_text)
+        else:
+            flags.DEFINE_string(field.name, None, help_text)
+
+
+def define_once(define, name: str, default, help_text: str) -> None:
+    """Defines a flag unless another entry point in this process has (absl flags are global); either may override."""
+    if name not in flags.FLAGS:
+        define(name, default, help_text, allow_override=True)
+
+
+def config_from_flags(**preset_overrides) -> config_lib.TrainConfig:
+    """The `--config` preset with `preset_overrides` and then every flag given on the command line."""
+    values = dict(preset_overrides)
+    for field in dataclasses.fields(config_lib.TrainConfig):
+        value = flags.FLAGS[field.name].value
+        if value is not None:
+            values[field.name] = tuple(int(v) for v in value) if field.name == "synthetic_shape" else value
+    return config_lib.preset(flags.FLAGS.config, **values)
+
+
+def fail(error: Exception) -> typing.NoReturn:
+    """Exits with status 1 and the error's message, for errors a user can act on."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(1)

@@ -1,0 +1,52 @@
+"""The paper's Table 1: the seven architectures trained with SGD, next to the paper's figures.
+
+    python -m experiments.table1 --epochs=400                          # α=150 shallow, α=15 deep
+    python -m experiments.table1 --config=smoke --models=s-conv,s-fc   # a CPU-sized check
+
+Each model trains in `<workdir>/<dataset>-<model>`; rerunning continues an interrupted table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import app, flags
+
+from blasso_jax import io, paper, report, train
+from blasso_jax.models import MODEL_NAMES
+from experiments import flags as train_flags
+
+train_flags.define_train_flags()
+train_flags.define_once(flags.DEFINE_list, "models", list(MODEL_NAMES), "architectures to train")
+train_flags.define_once(flags.DEFINE_integer, "deep_alpha", None, "α of the D-* models (default: α/10, as Table 1's sizes imply)")
+FLAGS = flags.FLAGS
+
+HEADERS = ("model", "α", "weights", "epochs", "test % (best val)", "paper 400 ep.", "paper 4000 ep.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        config = train_flags.config_from_flags(method="sgd")
+        deep_alpha = FLAGS.deep_alpha or max(1, config.alpha // 10)
+        root = Path(FLAGS.workdir or "runs/table1")
+        key = report.paper_dataset(config.dataset)
+        rows = []
+        for name in FLAGS.models:
+            cell = config.replace(model=name, alpha=deep_alpha if name.startswith("d-") else config.alpha)
+            results = train.run_once(cell, root / f"{key or Path(config.dataset).stem}-{name}")
+            figures = paper.TABLE1.get(key, {}).get(name, (None, None))
+            rows.append([
+                name, cell.alpha, sum(results["dense_per_layer"].values()), results["epochs"],
+                report.percent(results["test_accuracy"]["best"]), *figures,
+            ])
+    except (ValueError, OSError, train.WorkdirError, train.NonFiniteLossError) as error:
+        train_flags.fail(error)
+    table = f"{report.dataset_label(config.dataset)}, SGD\n\n" + report.markdown_table(HEADERS, rows)
+    io.atomic_write_bytes(root / "table1.md", (table + "\n").encode())
+    print(f"\n{table}\n\ntable: {root / 'table1.md'}")
+
+
+if __name__ == "__main__":
+    app.run(main)

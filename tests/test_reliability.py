@@ -1,0 +1,254 @@
+"""Reliability: crash and resume, determinism, non-finite losses, bad input, nothing lost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl import flags
+from PIL import Image
+
+from blasso_jax import config as config_lib
+from blasso_jax import data as data_lib
+from blasso_jax import io, train
+from experiments import table2
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(argv):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["table2", *argv])
+    table2.main(["table2"])
+
+
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+    config_flags = ["--config=smoke", "--epochs=8", "--checkpoint_every=1", "--synthetic_train_size=2048"]
+    straight = tmp_path / "straight"
+    run_cli([*config_flags, f"--workdir={straight}"])
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.table2", *config_flags, f"--workdir={killed}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while len(io.read_jsonl(killed / "metrics.jsonl")) < 3 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(io.read_jsonl(killed / "metrics.jsonl"))
+    assert 3 <= done < 8, "the run should have been killed part-way"
+    # A checkpoint half-written at the kill: orbax's temporary directory for a later epoch.
+    torn = killed / "checkpoints" / f"{done + 1}.orbax-checkpoint-tmp-1234567890"
+    torn.mkdir()
+    (torn / "garbage").write_bytes(b"\0" * 100)
+
+    run_cli([*config_flags, f"--workdir={killed}", "--resume"])
+    _, _, a = train.load_run(straight)
+    _, _, b = train.load_run(killed)
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    assert [r["epoch"] for r in io.read_jsonl(killed / "metrics.jsonl")] == list(range(1, 9))
+
+
+def test_same_seed_same_metrics(tmp_path):
+    config = config_lib.preset("smoke", epochs=2)
+    train.train_and_evaluate(config, tmp_path / "a")
+    train.train_and_evaluate(config, tmp_path / "b")
+    train.train_and_evaluate(config.replace(seed=1), tmp_path / "c")
+
+    def values(name):
+        return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in io.read_jsonl(tmp_path / name / "metrics.jsonl")]
+
+    assert values("a") == values("b")
+    assert values("a") != values("c")
+
+
+def poison_bright_batches(monkeypatch):
+    """Makes the loss NaN on the batches whose first pixel is bright (a deterministic few)."""
+    normalize = data_lib.normalize
+
+    def poisoned(images, mean, std, dtype=jnp.float32):
+        out = normalize(images, mean, std, dtype)
+        return jnp.where(images[0, 0, 0, 0] > 240, jnp.nan, out).astype(out.dtype)
+
+    monkeypatch.setattr(data_lib, "normalize", poisoned)
+
+
+@pytest.fixture
+def nan_on_bright_batches(monkeypatch):
+    poison_bright_batches(monkeypatch)
+
+
+def test_nonfinite_loss_stops_naming_epoch_and_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    workdir = tmp_path / "run"
+    argv = ["--config=smoke", "--epochs=20", f"--workdir={workdir}", "--batch_size=8", "--checkpoint_every=1"]
+    run_cli([*argv, "--stop_after=2"])
+    good = {p.name: p.stat().st_mtime_ns for p in (workdir / "checkpoints").glob("[0-9]*")}
+    assert "2" in good
+    poison_bright_batches(monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli([*argv, "--resume"])
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err
+    assert "non-finite loss or gradient at epoch 3, step" in message
+    assert "last good checkpoint is epoch 2" in message
+    assert {p.name: p.stat().st_mtime_ns for p in (workdir / "checkpoints").glob("[0-9]*")} == good
+    assert not (workdir / "results.json").exists()
+    assert [r["epoch"] for r in io.read_jsonl(workdir / "metrics.jsonl")] == [1, 2]
+
+
+def test_nonfinite_steps_can_be_skipped_and_counted(tmp_path, nan_on_bright_batches):
+    results = train.train_and_evaluate(
+        config_lib.preset("smoke", epochs=2, batch_size=8, on_nonfinite="skip"), tmp_path / "run"
+    )
+    records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    skipped = sum(r["skipped_steps"] for r in records)
+    assert 0 < skipped < 2 * (384 // 8)
+    assert np.isfinite(records[-1]["train_loss"])
+    assert results["test_accuracy"]["final"] is not None
+    _, _, variables = train.load_run(tmp_path / "run")
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables))
+
+
+def write_folder(root, sizes=None, classes=("a", "b"), test_classes=None):
+    for split, names in (("train", classes), ("test", test_classes or classes)):
+        for name in names:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(4):
+                size = (sizes or {}).get((split, name, i), 8)
+                Image.fromarray(np.full((size, size, 3), 10 * i, np.uint8)).save(folder / f"{i}.png")
+
+
+def bad_folder_corrupt(tmp_path):
+    write_folder(tmp_path / "d")
+    (tmp_path / "d" / "train" / "a" / "1.png").write_bytes(b"not a png")
+    return tmp_path / "d", "1.png"
+
+
+def bad_folder_classes(tmp_path):
+    write_folder(tmp_path / "d", test_classes=("a", "c"))
+    return tmp_path / "d", "c"
+
+
+def bad_folder_sizes(tmp_path):
+    write_folder(tmp_path / "d", sizes={("train", "b", 2): 6})
+    return tmp_path / "d", "2.png"
+
+
+def bad_npz(tmp_path):
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 8, 8, 3), np.uint8), y_train=np.zeros(4), x_test=np.zeros((2, 8, 8, 3), np.uint8))
+    return tmp_path / "d.npz", "y_test"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--model=s-cnn"], "valid: s-conv, d-conv"),
+        (["--dataset=no_such_dataset_xyz"], "no_such_dataset_xyz"),
+        (["--method=adam"], "valid: blasso, sgd"),
+        (["--alpha=0"], "alpha must be >= 1, got 0"),
+        (["--beta=-1"], "beta must be >= 0, got -1"),
+        (["--l1_first=-1e-5"], "l1_first must be >= 0"),
+        (["--l1_rest=-1e-5"], "l1_rest must be >= 0"),
+        (["--learning_rate=0"], "learning_rate must be > 0, got 0"),
+        (["--batch_size=12"], "batch_size 12 is not divisible by the 8 devices"),
+    ],
+)
+def test_bad_flags_fail_with_a_message_and_write_nothing(tmp_path, capsys, argv, message):
+    workdir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["--config=smoke", f"--workdir={workdir}", f"--cache_dir={tmp_path / 'cache'}", *argv])
+    assert exit_info.value.code == 1
+    assert message in capsys.readouterr().err
+    assert not workdir.exists()
+
+
+@pytest.mark.parametrize("make", [bad_folder_corrupt, bad_folder_classes, bad_folder_sizes, bad_npz])
+def test_bad_data_fails_naming_the_problem_and_writes_nothing(tmp_path, capsys, make):
+    dataset, named = make(tmp_path)
+    workdir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["--config=smoke", f"--dataset={dataset}", f"--workdir={workdir}", f"--cache_dir={tmp_path / 'cache'}", "--batch_size=8"])
+    assert exit_info.value.code == 1
+    assert named in capsys.readouterr().err
+    assert not workdir.exists()
+
+
+def test_unwritable_workdir(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        run_cli(["--config=smoke", f"--workdir={tmp_path / 'file' / 'run'}"])
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_existing_workdir_needs_resume_or_overwrite(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}"])
+    before = (workdir / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit):
+        run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}"])
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert (workdir / "metrics.jsonl").read_text() == before
+    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--overwrite"])
+    assert len(io.read_jsonl(workdir / "metrics.jsonl")) == 1
+
+
+def test_atomic_writes_leave_the_old_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    io.atomic_write_json(path, {"a": 1})
+
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        io.atomic_write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_torn_metrics_line_is_dropped(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    io.append_jsonl(path, {"epoch": 1})
+    with open(path, "a") as f:
+        f.write('{"epoch": 2, "train_lo')
+    assert io.read_jsonl(path) == [{"epoch": 1}]
+
+
+def test_checkpoint_retention_keeps_last_k_and_best(tmp_path):
+    config = config_lib.preset("smoke", epochs=5, checkpoint_every=1, keep_checkpoints=2)
+    train.train_and_evaluate(config, tmp_path / "run")
+    kept = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept == [4, 5]
+    records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    best_epoch = max(records, key=lambda r: r["val_accuracy"])["epoch"]
+    best = [int(p.name) for p in (tmp_path / "run" / "best").iterdir() if p.name.isdigit()]
+    assert best == [best_epoch]
+
+
+def test_checkpoint_stores_each_tensor_once(tmp_path):
+    config = config_lib.preset("smoke", epochs=1)
+    dataset_shape = (32, 32, 3)
+    model = train.create_model("s-fc", 1, 10, dataset_shape)
+    state = train.create_train_state(config, model, dataset_shape, 4, jax.random.key(0))
+    params_bytes = train.tree_bytes(state.params) + train.tree_bytes(state.batch_stats)
+    # β-LASSO keeps no per-parameter optimizer state (only the schedule's step count).
+    assert train.tree_bytes(state.opt_state) < 64
+    assert train.tree_bytes(train._checkpointed(state)) < params_bytes + 64
+    train.train_and_evaluate(config, tmp_path / "run")
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "run" / "checkpoints").rglob("*") if p.is_file())
+    assert on_disk < 1.5 * params_bytes + 200_000

@@ -1,0 +1,153 @@
+"""The trainer and the `experiments.table2` command line, end to end on small data."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl import flags
+from PIL import Image
+
+from blasso_jax import config as config_lib
+from blasso_jax import data as data_lib
+from blasso_jax import io, train
+from experiments import table2
+
+
+def run_table2(argv):
+    """Runs the table2 entry point in-process, as `python -m experiments.table2 ARGS` would."""
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["table2", *argv])
+    table2.main(["table2"])
+
+
+def check_outputs(workdir, epochs, num_classes=10):
+    records = io.read_jsonl(workdir / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
+    for r in records:
+        for key in ("train_accuracy", "val_accuracy"):
+            assert 0.0 <= r[key] <= 1.0
+        assert set(r) >= {
+            "epoch", "train_loss", "train_accuracy", "val_accuracy", "test_accuracy",
+            "nonzero_per_layer", "lr", "epoch_seconds",
+        }
+        assert list(r["nonzero_per_layer"]) == ["layer1", "layer2", "layer3"]
+    results = json.loads((workdir / "results.json").read_text())
+    for key in ("val_accuracy", "test_accuracy"):
+        assert 0.0 <= results[key]["best"] <= 1.0 and 0.0 <= results[key]["final"] <= 1.0
+    assert results["config"]["epochs"] == epochs
+    assert results["device_kind"] and results["wall_seconds"] > 0
+    assert (workdir / "checkpoints").is_dir()
+    assert json.loads((workdir / "dataset.json").read_text())["num_classes"] == num_classes
+    return records, results
+
+
+def test_smoke_preset_learns_synthetic_data(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    run_table2(["--config=smoke", "--epochs=4", f"--workdir={workdir}", "--l1_first=1e-4", "--l1_rest=1e-4"])
+    records, results = check_outputs(workdir, epochs=4)
+    assert records[-1]["train_loss"] < 0.7 * records[0]["train_loss"]
+    assert results["test_accuracy"]["final"] > 0.5  # 10 learnable classes; chance is 0.1
+    # β-LASSO with λ·β = 5e-3 prunes some of the first layer.
+    assert records[-1]["nonzero_per_layer"]["layer1"] < 32 * 32 * 3 * 16 * 16
+    out = capsys.readouterr().out
+    assert "| synthetic | β-LASSO β=50 |" in out
+
+
+def write_image_folder(root, num_classes=3, per_class=40, size=8):
+    rng = np.random.default_rng(0)
+    templates = rng.integers(0, 256, (num_classes, size, size, 3))
+    for split, count in (("train", per_class), ("test", per_class // 4)):
+        for c in range(num_classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                noise = rng.integers(-20, 20, (size, size, 3))
+                Image.fromarray(np.clip(templates[c] + noise, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize("source", ["folder", "npz"])
+def test_cli_on_local_copies(tmp_path, source):
+    root = tmp_path / "images"
+    write_image_folder(root)
+    dataset = root
+    if source == "npz":
+        loaded = data_lib.load_dataset(str(root), validation_size=0, cache_dir=str(tmp_path / "cache"))
+        dataset = tmp_path / "images.npz"
+        np.savez(dataset, x_train=loaded.x_train, y_train=loaded.y_train, x_test=loaded.x_test, y_test=loaded.y_test)
+    workdir = tmp_path / "run"
+    run_table2([
+        "--config=smoke", f"--dataset={dataset}", f"--cache_dir={tmp_path / 'cache'}", "--validation_size=24",
+        "--batch_size=16", "--epochs=3", f"--workdir={workdir}", "--model=s-fc", "--augment=none",
+    ])
+    records, _ = check_outputs(workdir, epochs=3, num_classes=3)
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+
+
+def test_cli_on_tfds_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    workdir = tmp_path / "run"
+    with tfds.testing.mock_data(num_examples=96):
+        run_table2([
+            "--config=smoke", "--dataset=cifar10", "--validation_size=32", "--batch_size=32", "--epochs=2",
+            f"--workdir={workdir}",
+        ])
+    check_outputs(workdir, epochs=2)
+
+
+def epoch_params(devices, steps=3):
+    """Parameters after `steps` epochs of the real epoch function on a mesh over `devices`."""
+    config = config_lib.preset("smoke", batch_size=32, synthetic_train_size=128 + 64, validation_size=64)
+    dataset = data_lib.load_dataset("synthetic", validation_size=64, synthetic_train_size=192, seed=0)
+    mesh = train.make_mesh(devices)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    model = train.create_model("s-fc", 1, 10, dataset.image_shape)
+    state = train.create_train_state(config, model, dataset.image_shape, 4, jax.random.key(0))
+    state = jax.device_put(state, replicated)
+    epoch = train.make_train_epoch(config, mesh, len(dataset.x_train), "crop_flip", dataset.mean, dataset.std)
+    x, y = (jax.device_put(a, replicated) for a in (dataset.x_train, dataset.y_train.astype(np.int32)))
+    for e in range(steps):
+        state, totals = epoch(state, x, y, jax.random.key(e))
+    assert int(totals.examples) == 128
+    return jax.device_get(state.params), jax.device_get(state.batch_stats)
+
+
+def test_eight_devices_match_one_device():
+    assert jax.device_count() == 8
+    one = epoch_params(jax.devices()[:1])
+    eight = epoch_params(jax.devices())
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), one, eight)
+    changed = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), one[0], epoch_params(jax.devices()[:1], 1)[0])
+    assert max(jax.tree.leaves(changed)) > 1e-3  # the epochs did move the parameters
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    config = config_lib.preset("smoke", epochs=4, checkpoint_every=1)
+    straight = train.train_and_evaluate(config, tmp_path / "straight")
+    assert train.train_and_evaluate(config, tmp_path / "resumed", stop_after=2) is None
+    assert not (tmp_path / "resumed" / "results.json").exists()
+    resumed = train.train_and_evaluate(config, tmp_path / "resumed", resume=True)
+    _, _, a = train.load_run(tmp_path / "straight")
+    _, _, b = train.load_run(tmp_path / "resumed")
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    assert straight["test_accuracy"] == resumed["test_accuracy"]
+    records = io.read_jsonl(tmp_path / "resumed" / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    timeless = [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]
+    assert timeless == [
+        {k: v for k, v in r.items() if k != "epoch_seconds"} for r in io.read_jsonl(tmp_path / "straight" / "metrics.jsonl")
+    ]
+
+
+def test_metrics_record_lr_schedule_and_checkpoint_size(tmp_path, capsys):
+    config = config_lib.preset("smoke", epochs=2)
+    train.train_and_evaluate(config, tmp_path / "run")
+    records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert records[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine reaches 0 at the end
+    assert 0 < records[0]["lr"] < 0.1
+    assert "checkpoint size" in capsys.readouterr().out
+    config_loaded, model, variables = train.load_run(tmp_path / "run")
+    assert config_loaded == config
+    logits = model.apply(variables, jnp.zeros((2, 32, 32, 3)), train=False)
+    assert logits.shape == (2, 10)
