@@ -204,8 +204,8 @@ def make_evaluate(
 
 
 def check_workdir(workdir: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
-    """Checks, without writing anything, that `workdir` may be used as asked; returns it as a Path."""
-    workdir = Path(workdir)
+    """Checks, without writing anything, that `workdir` may be used as asked; returns it as an absolute Path."""
+    workdir = Path(workdir).absolute()  # orbax needs absolute paths
     if resume and overwrite:
         raise WorkdirError("--resume and --overwrite contradict each other; pass one")
     if resume and latest_epoch(workdir) is None:
@@ -520,7 +520,7 @@ def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainCo
     is rebuilt from the run's config; the dataset is only needed for its shape and class count,
     which the checkpointed parameters determine, so no data is loaded.
     """
-    workdir = Path(workdir)
+    workdir = Path(workdir).absolute()
     configs = io.read_jsonl(workdir / "config.jsonl")
     if not configs:
         raise WorkdirError(f"{workdir} holds no run (config.jsonl is missing)")
@@ -566,7 +566,7 @@ def _locality_summary(state: TrainState, image_shape: tuple[int, ...]) -> dict[s
 
 def latest_epoch(workdir: str | os.PathLike) -> int | None:
     """The epoch of the newest complete checkpoint in `workdir`, or None."""
-    path = Path(workdir) / "checkpoints"
+    path = Path(workdir).absolute() / "checkpoints"
     if not path.is_dir():
         return None
     manager = ocp.CheckpointManager(path)

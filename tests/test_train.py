@@ -151,3 +151,11 @@ def test_metrics_record_lr_schedule_and_checkpoint_size(tmp_path, capsys):
     assert config_loaded == config
     logits = model.apply(variables, jnp.zeros((2, 32, 32, 3)), train=False)
     assert logits.shape == (2, 10)
+
+
+def test_cli_default_workdir_is_relative_to_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["table2", "--config=smoke", "--epochs=1"])
+    table2.main(["table2"])
+    assert (tmp_path / "runs" / "table2" / "synthetic-s-fc-blasso-beta50-seed0" / "results.json").exists()
