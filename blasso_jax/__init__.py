@@ -1,5 +1,6 @@
 """blasso_jax: β-LASSO ("Towards Learning Convolutions from Scratch", Neyshabur 2020) in JAX/Flax."""
 
+from blasso_jax.config import TrainConfig, preset
 from blasso_jax.models import MODEL_NAMES, LayerSpec, Network, create_model, layer_specs, three_fc_width
 from blasso_jax.optim import (
     add_l1_sign,
@@ -11,9 +12,14 @@ from blasso_jax.optim import (
     layerwise_l1,
     nonzero_counts,
 )
+from blasso_jax.train import load_run, train_and_evaluate
 
 __all__ = [
     "MODEL_NAMES",
+    "TrainConfig",
+    "load_run",
+    "preset",
+    "train_and_evaluate",
     "LayerSpec",
     "Network",
     "add_l1_sign",

@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -230,6 +229,13 @@ def create_workdir(workdir: Path, *, overwrite: bool) -> None:
         raise WorkdirError(f"workdir {workdir} is not writable: {error.strerror}") from error
 
 
+def _orbax():
+    """orbax.checkpoint, imported on first use so that benchmarks run where only JAX is installed."""
+    import orbax.checkpoint
+
+    return orbax.checkpoint
+
+
 def tree_bytes(tree: Any) -> int:
     """Bytes of every array in a pytree (what a checkpoint of it stores)."""
     return sum(np.asarray(leaf).nbytes if np.isscalar(leaf) else leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree))
@@ -243,22 +249,22 @@ class Checkpoints:
     """
 
     def __init__(self, workdir: Path, keep: int):
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False)
-        self.latest = ocp.CheckpointManager(workdir / "checkpoints", options=options)
-        self.best = ocp.CheckpointManager(
-            workdir / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
+        options = _orbax().CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False)
+        self.latest = _orbax().CheckpointManager(workdir / "checkpoints", options=options)
+        self.best = _orbax().CheckpointManager(
+            workdir / "best", options=_orbax().CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
         )
 
     def save(self, epoch: int, state: TrainState, *, best: bool = False) -> None:
         manager = self.best if best else self.latest
-        manager.save(epoch, args=ocp.args.StandardSave(_checkpointed(state)), force=True)
+        manager.save(epoch, args=_orbax().args.StandardSave(_checkpointed(state)), force=True)
         manager.wait_until_finished()
 
     def restore(self, state: TrainState, *, best: bool = False) -> tuple[int, TrainState]:
         manager = self.best if best else self.latest
         epoch = manager.latest_step()
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _checkpointed(state))
-        restored = manager.restore(epoch, args=ocp.args.StandardRestore(target))
+        target = jax.tree.map(_orbax().utils.to_shape_dtype_struct, _checkpointed(state))
+        restored = manager.restore(epoch, args=_orbax().args.StandardRestore(target))
         return epoch, state.replace(**restored)
 
     def close(self) -> None:
@@ -366,8 +372,9 @@ def train_and_evaluate(
     create_workdir(workdir, overwrite=overwrite)
     if resume:
         saved = io.read_jsonl(workdir / "config.jsonl")
-        if saved and saved[-1] != config.to_dict():
-            changed = {k for k, v in config.to_dict().items() if saved[-1].get(k) != v}
+        previous = TrainConfig.from_dict(saved[-1]).to_dict() if saved else config.to_dict()
+        if previous != config.to_dict():
+            changed = {k for k, v in config.to_dict().items() if previous.get(k) != v}
             log(f"resuming with changed settings: {', '.join(sorted(changed))}")
     io.append_jsonl(workdir / "config.jsonl", config.to_dict())
 
@@ -525,11 +532,11 @@ def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainCo
     if not configs:
         raise WorkdirError(f"{workdir} holds no run (config.jsonl is missing)")
     config = TrainConfig.from_dict(configs[-1])
-    manager = ocp.CheckpointManager(workdir / ("best" if best else "checkpoints"))
+    manager = _orbax().CheckpointManager(workdir / ("best" if best else "checkpoints"))
     epoch = manager.latest_step()
     if epoch is None:
         raise WorkdirError(f"{workdir} holds no {'best' if best else 'latest'} checkpoint")
-    restored = manager.restore(epoch, args=ocp.args.StandardRestore())
+    restored = manager.restore(epoch, args=_orbax().args.StandardRestore())
     manager.close()
     shape = json.loads((workdir / "dataset.json").read_text())
     model = create_model(
@@ -551,7 +558,7 @@ def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     workdir = Path(workdir)
     if (workdir / "results.json").exists():
         results = json.loads((workdir / "results.json").read_text())
-        if results["config"] != config.to_dict():
+        if TrainConfig.from_dict(results["config"]) != config:
             raise WorkdirError(f"{workdir} holds a finished run of another config; choose another workdir")
         return results
     resume = latest_epoch(workdir) is not None
@@ -569,7 +576,7 @@ def latest_epoch(workdir: str | os.PathLike) -> int | None:
     path = Path(workdir).absolute() / "checkpoints"
     if not path.is_dir():
         return None
-    manager = ocp.CheckpointManager(path)
+    manager = _orbax().CheckpointManager(path)
     try:
         return manager.latest_step()
     finally:

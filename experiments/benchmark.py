@@ -28,6 +28,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    train_flags.quiet_library_logs()
     del argv
     on_cpu = jax.devices()[0].platform == "cpu"
     try:

@@ -61,6 +61,7 @@ def read_run(run_dir: Path) -> tuple[list[dict], tuple[int, tuple[int, ...], int
 
 
 def main(argv):
+    train_flags.quiet_library_logs()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.runs and not FLAGS.launch:

@@ -64,6 +64,7 @@ def describe(title: str, summary: dict) -> str:
 
 
 def main(argv):
+    train_flags.quiet_library_logs()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     chosen = [(flag, title, model) for flag, title, model in PANELS if FLAGS[flag].value]

@@ -10,7 +10,7 @@ import dataclasses
 import sys
 import typing
 
-from absl import flags
+from absl import flags, logging
 
 from blasso_jax import config as config_lib
 
@@ -72,6 +72,12 @@ def config_from_flags(**preset_overrides) -> config_lib.TrainConfig:
         if value is not None:
             values[field.name] = tuple(int(v) for v in value) if field.name == "synthetic_shape" else value
     return config_lib.preset(flags.FLAGS.config, **values)
+
+
+def quiet_library_logs() -> None:
+    """Hides the INFO chatter of orbax and JAX (one line per checkpoint file) unless --verbosity asks for it."""
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
 
 
 def fail(error: Exception) -> typing.NoReturn:

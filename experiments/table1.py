@@ -25,6 +25,7 @@ HEADERS = ("model", "α", "weights", "epochs", "test % (best val)", "paper 400 e
 
 
 def main(argv):
+    train_flags.quiet_library_logs()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:

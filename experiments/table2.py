@@ -32,6 +32,7 @@ def run_name(config) -> str:
 
 
 def main(argv):
+    train_flags.quiet_library_logs()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.distributed:

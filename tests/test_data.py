@@ -452,3 +452,31 @@ def test_real_cifar10_jpeg_tarball(tmp_path):
     cached = data.load_dataset(str(CIFAR_TARBALL), cache_dir=str(tmp_path))
     assert time.perf_counter() - start < first / 3
     np.testing.assert_array_equal(cached.x_val, ds.x_val)
+
+
+def test_unprepared_tfds_dataset_is_prepared_when_its_hosts_answer(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    calls = []
+
+    class Prepared(Exception):
+        pass
+
+    def fake_prepare(builder, **kwargs):
+        calls.append((builder.name, kwargs))
+        raise Prepared
+
+    monkeypatch.setattr(data, "_downloads_reachable", lambda builder: True)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fake_prepare)
+    with pytest.raises(Prepared):
+        data.load_dataset("cifar10", data_dir=str(tmp_path), validation_size=0)
+    assert calls == [("cifar10", {"file_format": "array_record"})]
+
+
+def test_download_hosts_check_is_fast_offline(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data.socket, "create_connection", refuse)
+    assert data._downloads_reachable(tfds.builder("cifar10")) is False
