@@ -70,19 +70,8 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         _choice("augment", self.augment, AUGMENTS)
         _choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
-        _at_least("alpha", self.alpha, 1)
-        _at_least("beta", self.beta, 0)
-        _at_least("l1_first", self.l1_first, 0)
-        _at_least("l1_rest", self.l1_rest, 0)
-        _at_least("momentum", self.momentum, 0)
-        _at_least("weight_decay", self.weight_decay, 0)
-        _at_least("epochs", self.epochs, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("validation_size", self.validation_size, 0)
-        _at_least("test_every", self.test_every, 1)
-        _at_least("locality_every", self.locality_every, 0)
-        _at_least("checkpoint_every", self.checkpoint_every, 1)
-        _at_least("keep_checkpoints", self.keep_checkpoints, 1)
+        for name, low in _LOWER_BOUNDS.items():
+            _at_least(name, getattr(self, name), low)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.batch_size % device_count:
@@ -91,6 +80,24 @@ class TrainConfig:
                 f"use a multiple of {device_count}"
             )
         return self
+
+
+# The smallest valid value of each numeric field (learning_rate must be strictly positive).
+_LOWER_BOUNDS = {
+    "alpha": 1,
+    "beta": 0,
+    "l1_first": 0,
+    "l1_rest": 0,
+    "momentum": 0,
+    "weight_decay": 0,
+    "epochs": 1,
+    "batch_size": 1,
+    "validation_size": 0,
+    "test_every": 1,
+    "locality_every": 0,
+    "checkpoint_every": 1,
+    "keep_checkpoints": 1,
+}
 
 
 def _choice(name: str, value: Any, valid: tuple) -> None:

@@ -506,6 +506,9 @@ def train_and_evaluate(
         # The trained weights stored as (index, value) pairs against the dense float32 arrays.
         "sparse_export_bytes": (workdir / "sparse_params.npz").stat().st_size,
         "dense_bytes": tree_bytes((params, batch_stats)),
+        "checkpoint_bytes": sum(
+            f.stat().st_size for f in (workdir / "checkpoints" / str(final["epoch"])).rglob("*") if f.is_file()
+        ),
         "epochs": final["epoch"],
         "config": config.to_dict(),
         "git_commit": git_commit(),

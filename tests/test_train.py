@@ -39,6 +39,8 @@ def check_outputs(workdir, epochs, num_classes=10):
     assert results["config"]["epochs"] == epochs
     assert results["device_kind"] and results["wall_seconds"] > 0
     assert (workdir / "checkpoints").is_dir()
+    assert results["checkpoint_bytes"] > 0 and results["sparse_export_bytes"] > 0
+    assert results["description_length"]["nonzeros"] == sum(records[-1]["nonzero_per_layer"].values())
     assert json.loads((workdir / "dataset.json").read_text())["num_classes"] == num_classes
     return records, results
 
