@@ -7,6 +7,7 @@ the kernels as (index, value) pairs, the size that bound is about.
 
 from __future__ import annotations
 
+import functools
 import io as _bytes_io
 import json
 import math
@@ -14,6 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
@@ -23,8 +25,8 @@ from blasso_jax.optim import kernel_sizes, nonzero_counts
 
 PyTree = Any
 
-# Pixel-by-unit entries per chunk in `locality`: bounds its float64 working set to a few tens of MB.
-_LOCALITY_CHUNK_PIXELS = 2**21
+# Pixel-by-unit entries per chunk in `locality`: bounds its float32 working set to a few hundred MB.
+_LOCALITY_CHUNK_PIXELS = 2**23
 _SPARSE_FORMAT = "blasso_jax.sparse/1"
 
 
@@ -56,7 +58,7 @@ def locality(
     and are left out of `summary`.
     """
     height, width, channels = _check_image_shape(image_shape)
-    kernel = np.asarray(kernel)
+    kernel = jnp.asarray(kernel)  # stays on device when it is a device array
     if kernel.ndim != 2 or kernel.shape[0] != height * width * channels:
         raise ValueError(
             f"kernel shape {kernel.shape} is not [H*W*C, units] = [{height * width * channels}, units] "
@@ -72,35 +74,27 @@ def locality(
     if grid is not None and units % (grid[0] * grid[1]) == 0:
         per_position = units // (grid[0] * grid[1])
 
-    rows = np.repeat(np.arange(height, dtype=np.float64), width)
-    cols = np.tile(np.arange(width, dtype=np.float64), height)
-    centroid = np.full((units, 2), np.nan)
-    radius = np.full(units, np.nan)
-    share = np.full(units, np.nan) if per_position else None
-    chunk = max(1, _LOCALITY_CHUNK_PIXELS // (height * width))
+    # Fixed-size chunks of units (the last one zero-padded) so the jitted kernel compiles once.
+    chunk = min(units, max(1, _LOCALITY_CHUNK_PIXELS // (height * width)))
+    pieces = []
     for start in range(0, units, chunk):
-        stop = min(start + chunk, units)
-        # [n, H*W]: |w| summed over the input channels, one row per unit.
-        weights = np.abs(kernel[:, start:stop]).reshape(height * width, channels, -1).sum(1, dtype=np.float64).T
-        total = weights.sum(1)
-        alive = total > 0
-        safe_total = np.where(alive, total, 1.0)
-        center = np.stack([weights @ rows, weights @ cols], axis=1) / safe_total[:, None]
-        distance = np.hypot(rows[None] - center[:, :1], cols[None] - center[:, 1:])
-        order = np.argsort(distance, axis=1)
-        cumulative = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
-        first = np.argmax(cumulative >= mass * cumulative[:, -1:], axis=1)
-        chunk_radius = np.take_along_axis(distance, order, axis=1)[np.arange(stop - start), first]
-        centroid[start:stop] = np.where(alive[:, None], center, np.nan)
-        radius[start:stop] = np.where(alive, chunk_radius, np.nan)
-        if per_position:
-            unit = np.arange(start, stop)
-            out_row, out_col = unit // (grid[1] * per_position), (unit // per_position) % grid[1]
-            half = window // 2
-            in_rows = _in_window(np.arange(height), stride * out_row, half)
-            in_cols = _in_window(np.arange(width), stride * out_col, half)
-            inside = np.einsum("nh,nw,nhw->n", in_rows, in_cols, weights.reshape(-1, height, width))
-            share[start:stop] = np.where(alive, inside / safe_total, np.nan)
+        columns = kernel[:, start : start + chunk]
+        if columns.shape[1] < chunk:
+            columns = jnp.pad(columns, ((0, 0), (0, chunk - columns.shape[1])))
+        pieces.append(
+            _locality_chunk(
+                columns,
+                start,
+                image_shape=(height, width, channels),
+                mass=float(mass),
+                window=window,
+                stride=stride,
+                grid_cols=grid[1] if per_position else 0,
+                per_position=per_position or 0,
+            )
+        )
+    centroid, radius, share = (np.concatenate([np.asarray(p[i]) for p in pieces])[:units] for i in range(3))
+    share = share if per_position else None
 
     counted = ~np.isnan(radius)
     summary: dict[str, Any] = {
@@ -113,6 +107,37 @@ def locality(
         "window_share_random": None if share is None else random_window_share(image_shape, window, stride),
     }
     return {"centroid": centroid, "radius": radius, "window_share": share, "summary": summary}
+
+
+@functools.partial(
+    jax.jit, static_argnames=("image_shape", "mass", "window", "stride", "grid_cols", "per_position")
+)
+def _locality_chunk(kernel, first_unit, *, image_shape, mass, window, stride, grid_cols, per_position):
+    """Centroid, radius and window share of a chunk of units, on device; elementwise sums, not matmuls,
+    so that TF32 matmuls on GPUs cannot round the positions."""
+    height, width, channels = image_shape
+    weights = jnp.abs(kernel.astype(jnp.float32)).reshape(height * width, channels, -1).sum(1).T  # [n, H*W]
+    rows = jnp.repeat(jnp.arange(height, dtype=jnp.float32), width)
+    cols = jnp.tile(jnp.arange(width, dtype=jnp.float32), height)
+    total = weights.sum(1)
+    alive = total > 0
+    safe_total = jnp.where(alive, total, 1.0)
+    center = jnp.stack([(weights * rows).sum(1), (weights * cols).sum(1)], axis=1) / safe_total[:, None]
+    distance = jnp.hypot(rows[None] - center[:, :1], cols[None] - center[:, 1:])
+    order = jnp.argsort(distance, axis=1)
+    cumulative = jnp.cumsum(jnp.take_along_axis(weights, order, axis=1), axis=1)
+    first = jnp.argmax(cumulative >= mass * cumulative[:, -1:], axis=1)
+    radius = jnp.take_along_axis(jnp.take_along_axis(distance, order, axis=1), first[:, None], axis=1)[:, 0]
+    share = jnp.full(radius.shape, jnp.nan)
+    if per_position:
+        unit = first_unit + jnp.arange(weights.shape[0])
+        out_row, out_col = unit // (grid_cols * per_position), (unit // per_position) % grid_cols
+        half = window // 2
+        in_rows = jnp.abs(jnp.arange(height)[None] - stride * out_row[:, None]) <= half
+        in_cols = jnp.abs(jnp.arange(width)[None] - stride * out_col[:, None]) <= half
+        inside = (weights.reshape(-1, height, width) * in_rows[:, :, None] * in_cols[:, None, :]).sum((1, 2))
+        share = jnp.where(alive, inside / safe_total, jnp.nan)
+    return jnp.where(alive[:, None], center, jnp.nan), jnp.where(alive, radius, jnp.nan), share
 
 
 def _in_window(positions: np.ndarray, centers: np.ndarray, half: int) -> np.ndarray:

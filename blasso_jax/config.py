@@ -37,7 +37,7 @@ class TrainConfig:
     precision: str = "bf16"  # bf16 matmuls with fp32 parameters, BatchNorm and update; or fp32
     seed: int = 0
     test_every: int = 1  # test accuracy every k epochs (and at every new best validation accuracy)
-    locality_every: int = 50  # first-layer locality of FC models every k epochs and at the end (0: never)
+    locality_every: int = 10  # first-layer locality of FC models every k epochs and at the end (0: never)
     checkpoint_every: int = 10
     keep_checkpoints: int = 2  # the last k checkpoints; the best by validation is kept apart
     on_nonfinite: str = "stop"  # 'stop' (exit non-zero, keep the last good checkpoint) or 'skip' the step

@@ -570,7 +570,7 @@ def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
 
 def _locality_summary(state: TrainState, image_shape: tuple[int, ...]) -> dict[str, Any]:
     """Locality of a dense first layer's units (see `analysis.locality`), summarised."""
-    summary = analysis.locality(jax.device_get(state.params["layer1"]["kernel"]), image_shape)["summary"]
+    summary = analysis.locality(state.params["layer1"]["kernel"], image_shape)["summary"]
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
 
 

@@ -48,7 +48,8 @@ def test_locality_of_constructed_filters():
     radius, share = result["radius"], result["window_share"]
     assert radius[unit_at(5, 7)] <= 2.0
     assert radius[unit_at(8, 8)] >= 8.0
-    assert radius[unit_at(0, 0)] == pytest.approx(radius[unit_at(5, 7)], abs=1e-6)
+    # float32 on device: a shifted blob agrees to well under a thousandth of a pixel
+    assert radius[unit_at(0, 0)] == pytest.approx(radius[unit_at(5, 7)], abs=1e-5)
     np.testing.assert_allclose(result["centroid"][unit_at(0, 0)] - result["centroid"][unit_at(5, 7)], [10, -11], atol=1e-9)
     assert share[unit_at(5, 7)] == pytest.approx(1.0)
     assert share[unit_at(0, 0)] == pytest.approx(0.0, abs=1e-12)
