@@ -67,9 +67,14 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
     return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """Cosine decay from `config.learning_rate` to 0, stepped per batch over the whole run."""
+    return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
+
+
 def make_optimizer(config: TrainConfig, params: Any, steps_per_epoch: int) -> optax.GradientTransformation:
     """β-LASSO (λ per layer, kernels only) or the SGD baseline, with a per-step cosine schedule."""
-    schedule = optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
+    schedule = learning_rate_schedule(config, steps_per_epoch)
     if config.method == "blasso":
         l1 = layerwise_l1(params, first=config.l1_first, rest=config.l1_rest)
         return blasso(schedule, l1, config.beta, mask=kernel_mask)
@@ -429,7 +434,7 @@ def train_and_evaluate(
     train_epoch = make_train_epoch(config, mesh, len(dataset.x_train), policy, dataset.mean, dataset.std)
     evaluate = make_evaluate(config, mesh, eval_batch, dataset.mean, dataset.std)
     count_nonzero = jax.jit(nonzero_counts)
-    schedule = optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
+    schedule = learning_rate_schedule(config, steps_per_epoch)
 
     def accuracy(split: str) -> float | None:
         if split not in splits:
