@@ -528,25 +528,31 @@ def train_and_evaluate(
 
 
 
+def read_run_info(workdir: str | os.PathLike) -> tuple[TrainConfig, dict[str, Any]]:
+    """A run's latest config and its `dataset.json` (name, image shape, classes, augmentation), without data."""
+    workdir = Path(workdir)
+    configs = io.read_jsonl(workdir / "config.jsonl")
+    if not configs:
+        raise WorkdirError(f"{workdir} holds no run: {workdir / 'config.jsonl'} is missing or empty")
+    if not (workdir / "dataset.json").is_file():
+        raise WorkdirError(f"{workdir} holds no run: {workdir / 'dataset.json'} is missing")
+    return TrainConfig.from_dict(configs[-1]), json.loads((workdir / "dataset.json").read_text())
+
+
 def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainConfig, Network, dict[str, Any]]:
     """A finished or running run's config, model and variables (`{'params', 'batch_stats'}`).
 
     `best=True` loads the checkpoint of best validation accuracy, else the latest one. The model
-    is rebuilt from the run's config; the dataset is only needed for its shape and class count,
-    which the checkpointed parameters determine, so no data is loaded.
+    is rebuilt from the run's config and `dataset.json` (image shape, classes); no data is loaded.
     """
     workdir = Path(workdir).absolute()
-    configs = io.read_jsonl(workdir / "config.jsonl")
-    if not configs:
-        raise WorkdirError(f"{workdir} holds no run (config.jsonl is missing)")
-    config = TrainConfig.from_dict(configs[-1])
+    config, shape = read_run_info(workdir)
     manager = _orbax().CheckpointManager(workdir / ("best" if best else "checkpoints"))
     epoch = manager.latest_step()
     if epoch is None:
         raise WorkdirError(f"{workdir} holds no {'best' if best else 'latest'} checkpoint")
     restored = manager.restore(epoch, args=_orbax().args.StandardRestore())
     manager.close()
-    shape = json.loads((workdir / "dataset.json").read_text())
     model = create_model(
         config.model,
         config.alpha,

@@ -12,13 +12,11 @@ or resumed first in `<workdir>/<dataset>` and plotted. Where the runs logged fir
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from absl import app, flags
 
 from blasso_jax import figures, io, report, train
-from blasso_jax.config import TrainConfig
 from experiments import flags as train_flags
 
 
@@ -50,13 +48,7 @@ def read_run(run_dir: Path) -> tuple[list[dict], tuple[int, tuple[int, ...], int
     records = io.read_jsonl(run_dir / "metrics.jsonl")
     if not records:
         raise ValueError(f"{run_dir / 'metrics.jsonl'} is missing or holds no epoch")
-    configs = io.read_jsonl(run_dir / "config.jsonl")
-    if not configs:
-        raise ValueError(f"{run_dir / 'config.jsonl'} is missing or empty")
-    if not (run_dir / "dataset.json").is_file():
-        raise ValueError(f"{run_dir / 'dataset.json'} is missing")
-    dataset = json.loads((run_dir / "dataset.json").read_text())
-    config = TrainConfig.from_dict(configs[-1])
+    config, dataset = train.read_run_info(run_dir)
     return records, (config.alpha, tuple(dataset["image_shape"]), dataset["num_classes"])
 
 

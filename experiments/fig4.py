@@ -9,7 +9,6 @@ window) is printed next to the chance level of a uniform filter.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +42,7 @@ def first_layer_filters(run_dir: Path, model_name: str, *, best: bool) -> tuple[
     config, _, variables = train.load_run(run_dir, best=best)
     if config.model != model_name:
         raise ValueError(f"{run_dir} is a {config.model} run; this panel takes a {model_name} run")
-    image_shape = tuple(json.loads((run_dir / "dataset.json").read_text())["image_shape"])
+    image_shape = tuple(train.read_run_info(run_dir)[1]["image_shape"])
     kernel = np.asarray(variables["params"]["layer1"]["kernel"])
     if model_name == "s-fc":
         return figures.fc_filters_as_images(kernel, image_shape), image_shape
