@@ -28,14 +28,9 @@ PyTree = Any
 # Pixel-by-unit entries per chunk in `locality`: bounds its float32 working set to a few hundred MB.
 _LOCALITY_CHUNK_PIXELS = 2**23
 _SPARSE_FORMAT = "blasso_jax.sparse/1"
-
-
-def _output_grid(image_shape: Sequence[int], stride: int) -> tuple[int, int] | None:
-    """The (rows, cols) of a stride-`stride` layer's output map, or None when the image does not divide."""
-    height, width = image_shape[:2]
-    if height % stride or width % stride:
-        return None
-    return height // stride, width // stride
+# The seed of the fixed pixel permutation (shuffled chance) and of the dense random filters (chance).
+_SHUFFLE_SEED = 0
+_CHANCE_UNITS = 1024
 
 
 def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -44,18 +39,28 @@ def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return tuple(int(d) for d in image_shape)
 
 
-def locality(
-    kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, window: int = 9, stride: int = 2
-) -> dict[str, Any]:
+def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, window: int = 9) -> dict[str, Any]:
     """How local each unit of a dense first layer is, from its |w| summed over input channels as an H×W map.
 
-    `kernel` is `[H*W*C, units]` (image order NHWC). Per unit: `centroid` (row, col), the |w|-weighted
-    mean position; `radius`, the smallest Euclidean distance r from the centroid such that pixels
-    within r hold at least `mass` of the unit's |w|; `window_share`, the share of |w| inside the
-    `window`×`window` receptive field (stride `stride`, padding window//2) of the S-LOCAL unit at the
-    same output position. Units are read as an `[H/stride, W/stride, k]` map, as S-FC orders them;
-    `window_share` is None when the unit count is not (H/stride)(W/stride)·k. All-zero units get NaN
-    and are left out of `summary`.
+    Every number is a property of one unit's own map, so permuting the hidden units (which leaves an
+    S-FC network's function unchanged) permutes the per-unit arrays and leaves `summary` as it is.
+
+    Args:
+      kernel: `[H*W*C, units]`, inputs in image order (NHWC), as S-FC's first layer.
+      image_shape: `(H, W, C)`.
+      mass: the share of |w| the radius must hold.
+      window: side of the square window, 9 by default: the receptive field of an S-LOCAL unit (at
+        most the image's shorter side; a larger one is clamped to it, and `summary['window']` says so).
+
+    Returns:
+      A dict of per-unit arrays and a `summary`. `centroid` (row, col) is the |w|-weighted mean
+      position; `radius` the smallest distance r from it such that pixels within r hold at least
+      `mass` of |w|; `window_share` the largest share of |w| inside any `window`×`window` square of
+      the image (1.0 for a filter an S-LOCAL unit could have). `window_share_shuffled` is the same
+      share after one fixed random permutation of pixel positions, applied to every unit: the same
+      weights with their spatial arrangement destroyed, the chance level of sparse filters. All-zero
+      units get NaN and are left out of `summary`, which also gives the medians of dense Gaussian
+      random filters of the same shape (`*_chance`).
     """
     height, width, channels = _check_image_shape(image_shape)
     kernel = jnp.asarray(kernel)  # stays on device when it is a device array
@@ -66,55 +71,52 @@ def locality(
         )
     if not 0 < mass <= 1:
         raise ValueError(f"mass must be in (0, 1], got {mass}")
-    if window < 1 or window % 2 == 0 or stride < 1:
-        raise ValueError(f"window must be odd and >= 1 and stride >= 1, got window={window}, stride={stride}")
-    units = kernel.shape[1]
-    grid = _output_grid((height, width), stride)
-    per_position = None
-    if grid is not None and units % (grid[0] * grid[1]) == 0:
-        per_position = units // (grid[0] * grid[1])
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    window = min(window, height, width)
+    per_unit = _locality_per_unit(kernel, (height, width, channels), float(mass), window)
+    counted = ~np.isnan(per_unit["radius"])
+    chance = _dense_random_chance((height, width, channels), float(mass), window)
 
-    # Fixed-size chunks of units (the last one zero-padded) so the jitted kernel compiles once.
+    def median(values: np.ndarray) -> float | None:
+        return float(np.median(values[counted])) if counted.any() else None
+
+    summary: dict[str, Any] = {
+        "units": int(counted.sum()),
+        "units_zero": int((~counted).sum()),
+        "mass": mass,
+        "window": window,
+        "radius_median": median(per_unit["radius"]),
+        # math.fsum is exactly rounded, so the mean does not depend on the order of the units either.
+        "radius_mean": math.fsum(per_unit["radius"][counted]) / counted.sum() if counted.any() else None,
+        "radius_chance": chance["radius"],
+        "window_share_median": median(per_unit["window_share"]),
+        "window_share_shuffled": median(per_unit["window_share_shuffled"]),
+        "window_share_chance": chance["window_share"],
+    }
+    return {**per_unit, "summary": summary}
+
+
+def _locality_per_unit(kernel: jax.Array, image_shape: tuple[int, int, int], mass: float, window: int) -> dict:
+    """Per-unit centroid, radius and window shares, in fixed-size chunks of units so that one compile serves all."""
+    height, width, _ = image_shape
+    units = kernel.shape[1]
     chunk = min(units, max(1, _LOCALITY_CHUNK_PIXELS // (height * width)))
+    shuffle = jnp.asarray(np.random.default_rng(_SHUFFLE_SEED).permutation(height * width))
     pieces = []
     for start in range(0, units, chunk):
         columns = kernel[:, start : start + chunk]
         if columns.shape[1] < chunk:
             columns = jnp.pad(columns, ((0, 0), (0, chunk - columns.shape[1])))
-        pieces.append(
-            _locality_chunk(
-                columns,
-                start,
-                image_shape=(height, width, channels),
-                mass=float(mass),
-                window=window,
-                stride=stride,
-                grid_cols=grid[1] if per_position else 0,
-                per_position=per_position or 0,
-            )
-        )
-    centroid, radius, share = (np.concatenate([np.asarray(p[i]) for p in pieces])[:units] for i in range(3))
-    share = share if per_position else None
-
-    counted = ~np.isnan(radius)
-    summary: dict[str, Any] = {
-        "units": int(counted.sum()),
-        "units_zero": int(units - counted.sum()),
-        "mass": mass,
-        "radius_median": float(np.median(radius[counted])) if counted.any() else None,
-        "radius_mean": float(np.mean(radius[counted])) if counted.any() else None,
-        "window_share_median": float(np.median(share[counted])) if share is not None and counted.any() else None,
-        "window_share_random": None if share is None else random_window_share(image_shape, window, stride),
-    }
-    return {"centroid": centroid, "radius": radius, "window_share": share, "summary": summary}
+        pieces.append(_locality_chunk(columns, shuffle, image_shape=image_shape, mass=mass, window=window))
+    names = ("centroid", "radius", "window_share", "window_share_shuffled")
+    return {name: np.concatenate([np.asarray(p[i]) for p in pieces])[:units] for i, name in enumerate(names)}
 
 
-@functools.partial(
-    jax.jit, static_argnames=("image_shape", "mass", "window", "stride", "grid_cols", "per_position")
-)
-def _locality_chunk(kernel, first_unit, *, image_shape, mass, window, stride, grid_cols, per_position):
-    """Centroid, radius and window share of a chunk of units, on device; elementwise sums, not matmuls,
-    so that TF32 matmuls on GPUs cannot round the positions."""
+@functools.partial(jax.jit, static_argnames=("image_shape", "mass", "window"))
+def _locality_chunk(kernel, shuffle, *, image_shape, mass, window):
+    """Centroid, radius and window shares of a chunk of units, on device; elementwise sums and box filters, not
+    matmuls, so that TF32 matmuls on GPUs cannot round the positions."""
     height, width, channels = image_shape
     weights = jnp.abs(kernel.astype(jnp.float32)).reshape(height * width, channels, -1).sum(1).T  # [n, H*W]
     rows = jnp.repeat(jnp.arange(height, dtype=jnp.float32), width)
@@ -128,33 +130,26 @@ def _locality_chunk(kernel, first_unit, *, image_shape, mass, window, stride, gr
     cumulative = jnp.cumsum(jnp.take_along_axis(weights, order, axis=1), axis=1)
     first = jnp.argmax(cumulative >= mass * cumulative[:, -1:], axis=1)
     radius = jnp.take_along_axis(jnp.take_along_axis(distance, order, axis=1), first[:, None], axis=1)[:, 0]
-    share = jnp.full(radius.shape, jnp.nan)
-    if per_position:
-        unit = first_unit + jnp.arange(weights.shape[0])
-        out_row, out_col = unit // (grid_cols * per_position), (unit // per_position) % grid_cols
-        half = window // 2
-        in_rows = jnp.abs(jnp.arange(height)[None] - stride * out_row[:, None]) <= half
-        in_cols = jnp.abs(jnp.arange(width)[None] - stride * out_col[:, None]) <= half
-        inside = (weights.reshape(-1, height, width) * in_rows[:, :, None] * in_cols[:, None, :]).sum((1, 2))
-        share = jnp.where(alive, inside / safe_total, jnp.nan)
-    return jnp.where(alive[:, None], center, jnp.nan), jnp.where(alive, radius, jnp.nan), share
+
+    def best_window_share(maps):  # the largest box-filter sum over every window placed inside the image
+        boxes = jax.lax.reduce_window(maps.reshape(-1, height, width), 0.0, jax.lax.add, (1, window, window),
+                                      (1, 1, 1), "VALID")
+        return jnp.where(alive, boxes.max((1, 2)) / safe_total, jnp.nan)
+
+    return (
+        jnp.where(alive[:, None], center, jnp.nan),
+        jnp.where(alive, radius, jnp.nan),
+        best_window_share(weights),
+        best_window_share(weights[:, shuffle]),
+    )
 
 
-def _in_window(positions: np.ndarray, centers: np.ndarray, half: int) -> np.ndarray:
-    """[n, len(positions)] float mask of positions within `half` of each center."""
-    return (np.abs(positions[None, :] - centers[:, None]) <= half).astype(np.float64)
-
-
-def random_window_share(image_shape: Sequence[int], window: int = 9, stride: int = 2) -> float:
-    """The `window_share` of a filter with equal |w| on every pixel, averaged over positions: the chance level."""
-    height, width, _ = _check_image_shape(image_shape)
-    grid = _output_grid((height, width), stride)
-    if grid is None:
-        raise ValueError(f"image sides {height}x{width} are not divisible by stride {stride}")
-    half = window // 2
-    row_counts = _in_window(np.arange(height), stride * np.arange(grid[0]), half).sum(1)
-    col_counts = _in_window(np.arange(width), stride * np.arange(grid[1]), half).sum(1)
-    return float(row_counts.mean() * col_counts.mean() / (height * width))
+@functools.lru_cache(maxsize=16)
+def _dense_random_chance(image_shape: tuple[int, int, int], mass: float, window: int) -> dict[str, float]:
+    """Median radius and window share of dense Gaussian random filters (fixed seed): what no learning gives."""
+    filters = np.random.default_rng(_SHUFFLE_SEED).standard_normal((math.prod(image_shape), _CHANCE_UNITS))
+    per_unit = _locality_per_unit(jnp.asarray(filters, jnp.float32), image_shape, mass, window)
+    return {"radius": float(np.median(per_unit["radius"])), "window_share": float(np.median(per_unit["window_share"]))}
 
 
 def description_length(params: PyTree, *, bits: int = 32) -> dict[str, int | float]:

@@ -50,17 +50,30 @@ def save_figure(fig: Figure, path_without_suffix: str | os.PathLike, *, dpi: int
     return paths
 
 
-def reference_counts(alpha: int, image_shape: Sequence[int], num_classes: int) -> dict[str, dict[str, int]]:
+def reference_counts(
+    alpha: int, image_shape: Sequence[int], num_classes: int | Sequence[int]
+) -> dict[str, dict[str, int]]:
     """Kernel entries per layer of S-CONV, S-LOCAL and S-FC ('dense') at this α, from the models' shapes.
 
-    `jax.eval_shape` of each model's init: nothing is allocated, so α=150 costs nothing.
+    With several class counts (Figure 3 puts CIFAR-100 beside CIFAR-10 and SVHN), a layer whose size
+    depends on the class count (the classifier) gets one reference per count, named 'S-CONV, 100
+    classes'; the others stay one line. `jax.eval_shape` of each model's init: nothing is allocated,
+    so α=150 costs nothing.
     """
-    counts = {}
+    class_counts = sorted({int(num_classes)} if isinstance(num_classes, int) else {int(c) for c in num_classes})
+    counts: dict[str, dict[str, int]] = {}
     for label, name in REFERENCE_MODELS.items():
-        model = create_model(name, alpha, num_classes, tuple(image_shape))
-        init = functools.partial(model.init, train=False)
-        shapes = jax.eval_shape(init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
-        counts[label] = kernel_sizes(shapes["params"])
+        per_classes = {}
+        for classes in class_counts:
+            model = create_model(name, alpha, classes, tuple(image_shape))
+            init = functools.partial(model.init, train=False)
+            shapes = jax.eval_shape(init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+            per_classes[classes] = kernel_sizes(shapes["params"])
+        first = per_classes[class_counts[0]]
+        counts[label] = {layer: n for layer, n in first.items() if all(c[layer] == n for c in per_classes.values())}
+        if len(class_counts) > 1:
+            for classes, sizes in per_classes.items():
+                counts[f"{label}, {classes} classes"] = {k: n for k, n in sizes.items() if k not in counts[label]}
     return counts
 
 
@@ -93,6 +106,7 @@ def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, f
         raise ValueError(f"no metrics record of runs {sorted(runs)} has 'nonzero_per_layer'; nothing to plot")
     fig = _new_figure(figsize=(4.2 * len(layers), 3.8))
     axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    colors: dict[str, str] = {}  # one colour per reference model, whatever its class count
     for ax, layer in zip(axes, layers):
         levels = []
         for label, records in runs.items():
@@ -103,7 +117,8 @@ def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, f
                 epochs, counts = zip(*points)
                 ax.plot(epochs, counts, marker="." if len(points) < 30 else None, label=label)
                 levels += counts
-        for color, (name, per_layer) in zip(_REFERENCE_COLORS * 2, references.items()):
+        for name, per_layer in references.items():
+            color = colors.setdefault(name.split(",")[0], _REFERENCE_COLORS[len(colors) % len(_REFERENCE_COLORS)])
             if layer in per_layer:
                 ax.axhline(per_layer[layer], linestyle="--", linewidth=1, color=color, label=name)
                 levels.append(per_layer[layer])
@@ -213,36 +228,39 @@ def plot_filters(
     return fig
 
 
-def plot_locality(runs: dict[str, list[dict]]) -> Figure:
-    """Median locality radius and median S-LOCAL window share of first-layer units against epoch, one curve per run.
+def plot_locality(runs: dict[str, list[dict]], image_shape: Sequence[int]) -> Figure:
+    """First-layer locality against epoch, one curve per run: the moment β-LASSO's filters turn local.
 
-    Reads the records' `locality` dicts (`radius_median`, `window_share_median`, and optionally
-    `window_share_random`, drawn dashed as the chance level); records without one are skipped.
+    Left: the median over units of the largest |w| share inside any 9×9 window (`analysis.locality`),
+    with each run's shuffled-pixel level dotted in its colour and dense random filters' level dashed.
+    Right: the median radius holding 90% of |w|, from 0 to the image's half diagonal, so a flat line
+    looks flat. Records without a `locality` dict are skipped.
     """
     fig = _new_figure(figsize=(9, 3.8))
-    axes = fig.subplots(1, 2)
-    keys = (("radius_median", "median radius (px)"), ("window_share_median", "median |w| share in S-LOCAL window"))
-    chance = None
+    share_ax, radius_ax = fig.subplots(1, 2)
+    chance: dict[str, float] = {}
     plotted = 0
     for label, records in runs.items():
-        for ax, (key, _) in zip(axes, keys):
-            points = sorted(
-                (r["epoch"], r["locality"][key]) for r in records if r.get("locality", {}).get(key) is not None
-            )
-            if points:
-                ax.plot(*zip(*points), marker="." if len(points) < 30 else None, label=label)
-                plotted += 1
-        chance = next(
-            (r["locality"]["window_share_random"] for r in records if r.get("locality", {}).get("window_share_random")),
-            chance,
-        )
+        summaries = sorted((r["epoch"], r["locality"]) for r in records if r.get("locality", {}).get("radius_median"))
+        if not summaries:
+            continue
+        epochs = [epoch for epoch, _ in summaries]
+        marker = "." if len(epochs) < 30 else None
+        (line,) = share_ax.plot(epochs, [s["window_share_median"] for _, s in summaries], marker=marker, label=label)
+        share_ax.plot(epochs, [s["window_share_shuffled"] for _, s in summaries], linestyle=":", color=line.get_color())
+        radius_ax.plot(epochs, [s["radius_median"] for _, s in summaries], marker=marker, label=label)
+        chance = {"window_share": summaries[-1][1]["window_share_chance"], "radius": summaries[-1][1]["radius_chance"]}
+        plotted += 1
     if not plotted:
         raise ValueError(f"no metrics record of runs {sorted(runs)} has a 'locality' dict; nothing to plot")
-    if chance is not None:
-        axes[1].axhline(chance, linestyle="--", linewidth=1, color="black", label="uniform filter")
-    for ax, (_, ylabel) in zip(axes, keys):
+    share_ax.plot([], [], linestyle=":", color="gray", label="same weights, pixels shuffled")
+    share_ax.axhline(chance["window_share"], linestyle="--", linewidth=1, color="black", label="dense random filters")
+    radius_ax.axhline(chance["radius"], linestyle="--", linewidth=1, color="black", label="dense random filters")
+    window = summaries[-1][1]["window"]
+    share_ax.set(ylim=(0, 1), ylabel=f"median best {window}×{window}-window share of |w|")
+    radius_ax.set(ylim=(0, math.hypot(*image_shape[:2]) / 2), ylabel=f"median radius holding {summaries[-1][1]['mass']:.0%} of |w| (px)")
+    for ax in (share_ax, radius_ax):
         ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-    _figure_legend(fig, axes)
+    _figure_legend(fig, (share_ax, radius_ax))
     return fig

@@ -61,3 +61,50 @@ def table2_row(results: dict[str, Any]) -> list[Any]:
         percent(results["test_accuracy"]["final"]),
         paper.table2_entry(key, config["method"], config["beta"]) if key else None,
     ]
+
+
+def command_line(config: dict[str, Any], module: str = "experiments.table2") -> str:
+    """The command that reproduces a run: every config field that differs from `TrainConfig()`'s, as a flag."""
+    from blasso_jax.config import TrainConfig  # config imports models: keep `report` light to import
+
+    defaults = TrainConfig().to_dict()
+    changed = {k: v for k, v in config.items() if k in defaults and _same(defaults[k]) != _same(v)}
+    flags = [f"--{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in changed.items()]
+    return " ".join(["python -m", module, *flags])
+
+
+def _same(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+LOCALITY_HEADERS = (
+    "command",
+    "epochs",
+    "non-zero % per layer",
+    "best 9×9 share (median)",
+    "pixels shuffled",
+    "dense random",
+    "radius px (median)",
+    "test % (best val)",
+    "test % (final)",
+    "wall min",
+)
+
+
+def locality_row(results: dict[str, Any], locality: dict[str, Any]) -> list[Any]:
+    """One row of the locality search: a run's results.json content and its first layer's `locality` summary."""
+    density = [
+        f"{100 * results['nonzero_per_layer'][k] / n:.1f}" for k, n in results["dense_per_layer"].items()
+    ]
+    return [
+        f"`{command_line(results['config'])}`",
+        results["epochs"],
+        " / ".join(density),
+        f"{locality['window_share_median']:.3f}",
+        f"{locality['window_share_shuffled']:.3f}",
+        f"{locality['window_share_chance']:.3f}",
+        locality["radius_median"],
+        percent(results["test_accuracy"]["best"]),
+        percent(results["test_accuracy"]["final"]),
+        f"{results['wall_seconds'] / 60:.1f}",
+    ]

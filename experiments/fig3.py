@@ -4,7 +4,9 @@
     python -m experiments.fig3 --launch --datasets=cifar10,cifar100,svhn_cropped --epochs=400   # train, then plot
 
 Each run directory needs `metrics.jsonl`, `config.jsonl` and `dataset.json` (as the trainer writes
-them). The reference levels are the kernel sizes of S-CONV, S-LOCAL and S-FC at the runs' α.
+them). The reference levels are the kernel sizes of S-CONV, S-LOCAL and S-FC at the runs' α. Runs
+must agree in α and image shape; 10- and 100-class runs plot together, as in the paper, each class
+count with its own classifier-layer reference.
 With `--launch`, S-FC β-LASSO runs (the training flags, e.g. `--epochs`, `--beta`) are trained
 or resumed first in `<workdir>/<dataset>` and plotted. Where the runs logged first-layer locality,
 `<out>_locality` plots it too.
@@ -41,15 +43,15 @@ def launch_runs() -> list[Path]:
     return run_dirs
 
 
-def read_run(run_dir: Path) -> tuple[list[dict], tuple[int, tuple[int, ...], int]]:
-    """A run's metrics records and its (alpha, image_shape, num_classes), with errors naming the missing file."""
+def read_run(run_dir: Path) -> tuple[list[dict], tuple[int, tuple[int, ...]], int]:
+    """A run's metrics records, its (alpha, image_shape) and its class count, with errors naming the missing file."""
     if not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} does not exist")
     records = io.read_jsonl(run_dir / "metrics.jsonl")
     if not records:
         raise ValueError(f"{run_dir / 'metrics.jsonl'} is missing or holds no epoch")
     config, dataset = train.read_run_info(run_dir)
-    return records, (config.alpha, tuple(dataset["image_shape"]), dataset["num_classes"])
+    return records, (config.alpha, tuple(dataset["image_shape"])), dataset["num_classes"]
 
 
 def main(argv):
@@ -63,18 +65,19 @@ def main(argv):
         labels = FLAGS.labels or [d.name for d in run_dirs]
         if len(labels) != len(run_dirs) or len(set(labels)) != len(labels):
             raise ValueError(f"--labels {labels} must name each of the {len(run_dirs)} runs once, distinctly")
-        runs, settings = {}, {}
+        runs, settings, class_counts = {}, {}, set()
         for label, run_dir in zip(labels, run_dirs):
-            runs[label], settings[run_dir] = read_run(run_dir)
+            runs[label], settings[run_dir], classes = read_run(run_dir)
+            class_counts.add(classes)
         if len(set(settings.values())) > 1:
-            listed = "; ".join(f"{d}: α={a}, image {s}, {c} classes" for d, (a, s, c) in settings.items())
-            raise ValueError(f"the runs differ in α, image shape or classes, so no references fit all: {listed}")
-        alpha, image_shape, num_classes = next(iter(settings.values()))
-        fig = figures.plot_nonzeros(runs, figures.reference_counts(alpha, image_shape, num_classes))
+            listed = "; ".join(f"{d}: α={a}, image {s}" for d, (a, s) in settings.items())
+            raise ValueError(f"the runs differ in α or image shape, so no references fit all: {listed}")
+        alpha, image_shape = next(iter(settings.values()))
+        fig = figures.plot_nonzeros(runs, figures.reference_counts(alpha, image_shape, sorted(class_counts)))
         out = FLAGS.out or "figures/fig3"
         paths = figures.save_figure(fig, out)
         if any("locality" in r for records in runs.values() for r in records):
-            paths += figures.save_figure(figures.plot_locality(runs), f"{out}_locality")
+            paths += figures.save_figure(figures.plot_locality(runs, image_shape), f"{out}_locality")
     except (ValueError, OSError, train.WorkdirError, train.NonFiniteLossError) as error:
         train_flags.fail(error)
     print(f"figure: {', '.join(map(str, paths))}")

@@ -1,11 +1,15 @@
 """Sweep, Table 1, Figure 3 --launch and benchmark entry points, in-process on CPU-sized presets."""
 
 import json
+import shlex
+
+import pytest
 
 from absl import flags
 
 from blasso_jax import io
-from experiments import benchmark, fig3, table1, table2
+from experiments import benchmark, fig3, locality_table, table1, table2
+from experiments import flags as train_flags
 
 
 def run(module, argv):
@@ -54,3 +58,26 @@ def test_benchmark_smoke_writes_a_report(tmp_path):
     for key in ("seconds_per_epoch", "images_per_second", "compile_seconds", "tflops", "matmul_peak_tflops"):
         assert report[key] > 0
     assert 0 < report["share_of_matmul_peak"] and report["loss_finite"]
+
+
+def test_locality_table_rows_carry_a_command_that_rebuilds_the_run(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    run(table2, ["--config=smoke", "--epochs=1", "--beta=1", "--l1_first=3e-4", f"--workdir={workdir}"])
+    capsys.readouterr()
+    run(locality_table, [f"--runs={workdir}", f"--out={tmp_path / 'table.md'}"])
+    row = (tmp_path / "table.md").read_text().splitlines()[2]
+    command = row.split("`")[1]
+    assert command.startswith("python -m experiments.table2 ")
+    # The command's flags, parsed by table2 over the default preset, give the run's config back exactly.
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["prog", *shlex.split(command)[3:]])
+    saved = io.read_jsonl(workdir / "config.jsonl")[-1]
+    assert train_flags.config_from_flags().to_dict() == {**saved, "synthetic_shape": tuple(saved["synthetic_shape"])}
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1] == "1" and float(cells[3]) > 0 and float(cells[5]) > 0  # epochs, share, dense-random chance
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["prog", f"--runs={tmp_path / 'missing'}"])
+    with pytest.raises(SystemExit) as exit_info:
+        locality_table.main(["prog"])
+    assert exit_info.value.code == 1
+    assert "holds no finished run" in capsys.readouterr().err

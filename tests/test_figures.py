@@ -54,9 +54,13 @@ def metrics(epochs, start, layers=("layer1", "layer2", "layer3"), with_locality=
         record = {"epoch": epoch, "nonzero_per_layer": {layer: start // epoch for layer in layers}}
         if with_locality:
             record["locality"] = {
+                "mass": 0.9,
+                "window": 9,
                 "radius_median": 15.0 / epoch,
-                "window_share_median": 0.07 * epoch,
-                "window_share_random": 0.068,
+                "radius_chance": 17.8,
+                "window_share_median": 0.09 * epoch,
+                "window_share_shuffled": 0.09 + 0.01 * epoch,
+                "window_share_chance": 0.089,
             }
         records.append(record)
     return records
@@ -106,14 +110,18 @@ def test_plot_filters_draws_k_eligible_filters_per_panel(tmp_path):
         figures.plot_filters({"x": rng.standard_normal((4, 8, 8, 2))}, (8, 8, 2))
 
 
-def test_plot_locality_draws_radius_and_window_share(tmp_path):
+def test_plot_locality_draws_window_share_and_radius_on_honest_axes(tmp_path):
     runs = {"a": metrics(4, 10, with_locality=True), "b": metrics(6, 10, with_locality=True) + [{"epoch": 7}]}
-    fig = figures.plot_locality(runs)
-    assert len(fig.axes) == 2
-    assert [len(lines_with_data(ax)) for ax in fig.axes] == [2, 3]  # two runs; plus the uniform-filter level
+    fig = figures.plot_locality(runs, (32, 32, 3))
+    share_ax, radius_ax = fig.axes
+    # Per run a share curve and its dotted shuffled level, plus the dense-random level; radius: runs + level.
+    assert [len(lines_with_data(ax)) for ax in fig.axes] == [5, 3]
+    np.testing.assert_allclose(lines_with_data(share_ax)[1].get_ydata(), [0.1, 0.11, 0.12, 0.13])
+    assert share_ax.get_ylim() == (0, 1)
+    assert radius_ax.get_ylim() == pytest.approx((0, 16 * 2**0.5))  # the half diagonal of a 32x32 image
     assert all(p.stat().st_size > 0 for p in figures.save_figure(fig, tmp_path / "locality"))
     with pytest.raises(ValueError, match="locality"):
-        figures.plot_locality({"a": metrics(2, 10)})
+        figures.plot_locality({"a": metrics(2, 10)}, (32, 32, 3))
 
 
 def run_command(module, argv):
@@ -162,6 +170,34 @@ def test_fig3_command_plots_a_run(tmp_path, capsys):
     assert str(tmp_path / "missing") in capsys.readouterr().err
 
 
+def test_fig3_combines_10_and_100_class_runs_with_a_classifier_reference_each(tmp_path, capsys):
+    runs = []
+    for name, classes in (("cifar10", 10), ("cifar100", 100)):
+        run = tmp_path / name
+        run.mkdir()
+        io.append_jsonl(run / "config.jsonl", config_lib.preset("smoke", alpha=2).to_dict())
+        io.atomic_write_json(run / "dataset.json", {"image_shape": [32, 32, 3], "num_classes": classes})
+        for record in metrics(3, 30_000):
+            io.append_jsonl(run / "metrics.jsonl", record)
+        runs.append(run)
+    references = figures.reference_counts(2, (32, 32, 3), [10, 100])
+    # S-FC at α=2: layer 3 is fc 24α -> classes, the paper's Table 3; layers 1 and 2 do not depend on classes.
+    assert references["dense"] == {"layer1": 3072 * 512, "layer2": 512 * 48}
+    assert references["dense, 10 classes"] == {"layer3": 48 * 10}
+    assert references["dense, 100 classes"] == {"layer3": 48 * 100}
+    fig = figures.plot_nonzeros({"a": metrics(3, 30_000)}, references)
+    layer3_levels = sorted(line.get_ydata()[0] for line in lines_with_data(fig.axes[2])[1:])
+    assert layer3_levels == [480, 480, 480, 4800, 4800, 4800]  # S-CONV, S-LOCAL and S-FC share the classifier
+    assert all(len(lines_with_data(ax)) == 4 for ax in fig.axes[:2])  # one run + three references, no class lines
+    out = tmp_path / "fig3"
+    run_command(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
+    assert out.with_suffix(".png").stat().st_size > 0
+    io.atomic_write_json(runs[1] / "dataset.json", {"image_shape": [16, 16, 3], "num_classes": 100})
+    with pytest.raises(SystemExit):
+        run_command(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
+    assert "image shape" in capsys.readouterr().err
+
+
 def test_fig4_command_plots_trained_runs(tmp_path, capsys):
     fabricate_run(tmp_path / "fc", "s-fc")
     train.train_and_evaluate(smoke_config("s-local").replace(epochs=1), tmp_path / "local")  # the real path
@@ -170,7 +206,7 @@ def test_fig4_command_plots_trained_runs(tmp_path, capsys):
     assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".pdf").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "S-FC (β-LASSO): 16 units" in printed and "S-LOCAL (SGD): 16 units" in printed
-    assert "median |w| share in the S-LOCAL window: 1.000" in printed  # S-LOCAL filters stay in their window
+    assert "window share of |w|: 1.000" in printed  # S-LOCAL filters stay in their window
 
     with pytest.raises(SystemExit) as exit_info:
         run_command(fig4, [f"--sgd_fc={tmp_path / 'local'}", f"--out={out}"])  # an S-LOCAL run in an S-FC panel

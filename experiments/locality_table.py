@@ -1,0 +1,53 @@
+"""One Markdown row per finished run: its command, density per layer, first-layer locality and accuracy.
+
+    python -m experiments.locality_table --runs=runs/search/a,runs/search/b --out=runs/search/table.md
+
+Locality (`blasso_jax.analysis.locality`) is computed from each run's final weights
+(`sparse_params.npz`), so runs trained with any `--locality_every` are measured the same way. The
+command column is the `experiments.table2` command that reproduces the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from absl import app, flags
+
+from blasso_jax import analysis, io, report, train
+from experiments import flags as train_flags
+
+train_flags.define_once(flags.DEFINE_list, "runs", None, "finished run directories (results.json, sparse_params.npz)")
+train_flags.define_once(flags.DEFINE_string, "out", None, "also write the table to this Markdown file")
+FLAGS = flags.FLAGS
+
+
+def row(run_dir: Path) -> list:
+    """The table row of one finished S-FC (dense first layer) run."""
+    if not (run_dir / "results.json").is_file() or not (run_dir / "sparse_params.npz").is_file():
+        raise ValueError(f"{run_dir} holds no finished run (results.json and sparse_params.npz)")
+    results = json.loads((run_dir / "results.json").read_text())
+    _, dataset = train.read_run_info(run_dir)
+    kernel = analysis.load_sparse(run_dir / "sparse_params.npz")[0]["layer1"]["kernel"]
+    if kernel.ndim != 2:
+        raise ValueError(f"{run_dir} is a {results['config']['model']} run; locality is measured on dense first layers")
+    return report.locality_row(results, analysis.locality(kernel, dataset["image_shape"])["summary"])
+
+
+def main(argv):
+    train_flags.quiet_library_logs()
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.runs:
+        raise app.UsageError("--runs (finished run directories, comma-separated) is required")
+    try:
+        table = report.markdown_table(report.LOCALITY_HEADERS, [row(Path(d)) for d in FLAGS.runs])
+        if FLAGS.out:
+            io.atomic_write_bytes(FLAGS.out, (table + "\n").encode())
+    except (ValueError, OSError, train.WorkdirError) as error:
+        train_flags.fail(error)
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(main)
