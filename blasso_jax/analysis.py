@@ -132,8 +132,9 @@ def _locality_chunk(kernel, shuffle, *, image_shape, mass, window):
     radius = jnp.take_along_axis(jnp.take_along_axis(distance, order, axis=1), first[:, None], axis=1)[:, 0]
 
     def best_window_share(maps):  # the largest box-filter sum over every window placed inside the image
-        boxes = jax.lax.reduce_window(maps.reshape(-1, height, width), 0.0, jax.lax.add, (1, window, window),
-                                      (1, 1, 1), "VALID")
+        boxes = jax.lax.reduce_window(
+            maps.reshape(-1, height, width), 0.0, jax.lax.add, (1, window, window), (1, 1, 1), "VALID"
+        )
         return jnp.where(alive, boxes.max((1, 2)) / safe_total, jnp.nan)
 
     return (

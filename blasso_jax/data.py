@@ -16,8 +16,8 @@ import tarfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
 from typing import Any, NamedTuple
+from urllib.parse import urlparse
 
 import jax
 import jax.numpy as jnp
@@ -120,6 +120,7 @@ def augment_batch(key: jax.Array, images: jax.Array, policy: str, padding: int =
     crop_key, flip_key = jax.random.split(key)
     padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     offsets = jax.random.randint(crop_key, (batch, 2), 0, 2 * padding + 1)
+
     def crop(image: jax.Array, offset: jax.Array) -> jax.Array:
         return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
 
@@ -363,7 +364,9 @@ def _write_cache(cache_file: Path, splits: _Splits) -> None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(cache_file, lambda f: np.savez(f, **arrays))
     except OSError as err:
-        warnings.warn(f"could not cache decoded images in {cache_file.parent} ({err}); the next load decodes again")
+        warnings.warn(
+            f"could not cache decoded images in {cache_file.parent} ({err}); the next load decodes again", stacklevel=2
+        )
 
 
 def _load_tfds(name: str, data_dir: str | None) -> _Splits:
@@ -414,7 +417,9 @@ def _downloads_reachable(builder: Any, timeout: float = 3.0) -> bool:
     Offline, tfds' own download retries for minutes before failing; this check takes seconds.
     """
     urls = list(builder.url_infos or {})
-    hosts = {(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)) for parsed in map(urlparse, urls)}
+    hosts = {
+        (parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)) for parsed in map(urlparse, urls)
+    }
     try:
         for host in hosts:
             socket.create_connection(host, timeout=timeout).close()
@@ -442,7 +447,8 @@ def _not_prepared_message(builder: Any) -> str:
     return (
         f"tfds dataset {name!r} is not prepared under {builder.data_dir} and its download hosts cannot be reached. "
         f"On a machine with internet run `tfds build {name} --file_format=array_record` "
-        f"(or python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}').download_and_prepare(file_format='array_record')\") "
+        f'(or python -c "import tensorflow_datasets as tfds; '
+        f"tfds.builder('{name}').download_and_prepare(file_format='array_record')\") "
         "and copy the data folder here, passing data_dir= or setting TFDS_DATA_DIR; or pass a local copy "
         "instead: an image folder <root>/<split>/<label>/<image>, a .tar.gz/.tgz of one, or an .npz with "
         f"{', '.join(NPZ_KEYS)}"

@@ -258,7 +258,10 @@ def plot_locality(runs: dict[str, list[dict]], image_shape: Sequence[int]) -> Fi
     radius_ax.axhline(chance["radius"], linestyle="--", linewidth=1, color="black", label="dense random filters")
     window = summaries[-1][1]["window"]
     share_ax.set(ylim=(0, 1), ylabel=f"median best {window}×{window}-window share of |w|")
-    radius_ax.set(ylim=(0, math.hypot(*image_shape[:2]) / 2), ylabel=f"median radius holding {summaries[-1][1]['mass']:.0%} of |w| (px)")
+    radius_ax.set(
+        ylim=(0, math.hypot(*image_shape[:2]) / 2),
+        ylabel=f"median radius holding {summaries[-1][1]['mass']:.0%} of |w| (px)",
+    )
     for ax in (share_ax, radius_ax):
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)

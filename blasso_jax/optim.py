@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +20,9 @@ from flax import traverse_util
 
 PyTree = Any
 # A float, or a pytree of floats with the structure of the parameters (or a prefix of it).
-ScalarTree = Union[float, jax.Array, PyTree]
+ScalarTree = float | jax.Array | PyTree
 # As optax's own `mask` arguments: None (every leaf), a pytree of bools, or a function of params.
-Mask = Union[None, PyTree, Callable[[PyTree], PyTree]]
+Mask = optax.MaskOrFn
 
 
 def _broadcast_to_params(prefix: PyTree, params: PyTree) -> PyTree:
@@ -64,10 +64,6 @@ def add_l1_sign(l1: ScalarTree, mask: Mask = None) -> optax.GradientTransformati
       mask: None for every leaf, a pytree of bools, or a function of the params returning one.
     """
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
     def update_fn(updates, state, params=None):
         updates = _leafwise(
             lambda u, p, lam: u + jnp.asarray(lam, u.dtype) * jnp.sign(p).astype(u.dtype),
@@ -78,7 +74,7 @@ def add_l1_sign(l1: ScalarTree, mask: Mask = None) -> optax.GradientTransformati
         )
         return updates, state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
 def hard_threshold(threshold: ScalarTree, mask: Mask = None) -> optax.GradientTransformation:
@@ -89,10 +85,6 @@ def hard_threshold(threshold: ScalarTree, mask: Mask = None) -> optax.GradientTr
     `optax.apply_updates` will store them, and `p + (-p)` is exactly +0 in IEEE arithmetic.
     """
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
     def prune(u, p, t):
         new_param = (p + u).astype(p.dtype)
         return jnp.where(jnp.abs(new_param) < t, -p.astype(u.dtype), u)
@@ -100,7 +92,7 @@ def hard_threshold(threshold: ScalarTree, mask: Mask = None) -> optax.GradientTr
     def update_fn(updates, state, params=None):
         return _leafwise(prune, threshold, mask, updates, params), state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
 def blasso(

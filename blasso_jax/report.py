@@ -93,9 +93,7 @@ LOCALITY_HEADERS = (
 
 def locality_row(results: dict[str, Any], locality: dict[str, Any]) -> list[Any]:
     """One row of the locality search: a run's results.json content and its first layer's `locality` summary."""
-    density = [
-        f"{100 * results['nonzero_per_layer'][k] / n:.1f}" for k, n in results["dense_per_layer"].items()
-    ]
+    density = [f"{100 * results['nonzero_per_layer'][k] / n:.1f}" for k, n in results["dense_per_layer"].items()]
     return [
         f"`{command_line(results['config'])}`",
         results["epochs"],

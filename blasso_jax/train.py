@@ -243,7 +243,10 @@ def _orbax():
 
 def tree_bytes(tree: Any) -> int:
     """Bytes of every array in a pytree (what a checkpoint of it stores)."""
-    return sum(np.asarray(leaf).nbytes if np.isscalar(leaf) else leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree))
+    return sum(
+        np.asarray(leaf).nbytes if np.isscalar(leaf) else leaf.size * leaf.dtype.itemsize
+        for leaf in jax.tree.leaves(tree)
+    )
 
 
 class Checkpoints:
@@ -311,7 +314,11 @@ class Progress:
             parts.append(f"val {record['val_accuracy']:.4f}")
         if record.get("test_accuracy") is not None:
             parts.append(f"test {record['test_accuracy']:.4f}")
-        parts += [f"non-zero {100 * sparsity:.2f}%", f"{record['epoch_seconds']:.2f}s/epoch", f"left {_hms(seconds_left)}"]
+        parts += [
+            f"non-zero {100 * sparsity:.2f}%",
+            f"{record['epoch_seconds']:.2f}s/epoch",
+            f"left {_hms(seconds_left)}",
+        ]
         line = " | ".join(parts)
         if self.tty:
             self.stream.write("\r\033[K" + line)
@@ -523,9 +530,6 @@ def train_and_evaluate(
     }
     io.atomic_write_json(workdir / "results.json", results)
     return results
-
-
-
 
 
 def read_run_info(workdir: str | os.PathLike) -> tuple[TrainConfig, dict[str, Any]]:

@@ -19,8 +19,12 @@ from blasso_jax import benchmark, io
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
-train_flags.define_once(flags.DEFINE_integer, "examples", None, "images per epoch (default: 50,000 on GPU/TPU, 2,048 on CPU)")
-train_flags.define_once(flags.DEFINE_list, "image_shape", ["32", "32", "3"], "H,W,C of the synthetic images (CIFAR's by default)")
+train_flags.define_once(
+    flags.DEFINE_integer, "examples", None, "images per epoch (default: 50,000 on GPU/TPU, 2,048 on CPU)"
+)
+train_flags.define_once(
+    flags.DEFINE_list, "image_shape", ["32", "32", "3"], "H,W,C of the synthetic images (CIFAR's by default)"
+)
 train_flags.define_once(flags.DEFINE_integer, "num_classes", 10, "classes")
 train_flags.define_once(flags.DEFINE_integer, "timed_epochs", 5, "timed epochs, after one warm-up epoch")
 train_flags.define_once(flags.DEFINE_string, "out", None, "write the report as JSON here")

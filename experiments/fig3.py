@@ -21,8 +21,9 @@ from absl import app, flags
 from blasso_jax import figures, io, report, train
 from experiments import flags as train_flags
 
-
-train_flags.define_once(flags.DEFINE_list, "runs", None, "run directories to plot (metrics.jsonl, config.jsonl, dataset.json)")
+train_flags.define_once(
+    flags.DEFINE_list, "runs", None, "run directories to plot (metrics.jsonl, config.jsonl, dataset.json)"
+)
 train_flags.define_once(flags.DEFINE_list, "labels", None, "one legend label per run (default: the directory names)")
 train_flags.define_once(flags.DEFINE_string, "out", None, "figure path without suffix; .png and .pdf are written")
 train_flags.define_train_flags()

@@ -31,7 +31,9 @@ for _flag, _title, _model in PANELS:
     train_flags.define_once(flags.DEFINE_string, _flag, None, f"run directory of the {_title} panel ({_model} run)")
 train_flags.define_once(flags.DEFINE_integer, "k", 8, "filters drawn per panel")
 train_flags.define_once(flags.DEFINE_integer, "seed", None, "seed of the random draw of filters (default 0)")
-train_flags.define_once(flags.DEFINE_bool, "best", False, "load the checkpoint of best validation accuracy, not the latest")
+train_flags.define_once(
+    flags.DEFINE_bool, "best", False, "load the checkpoint of best validation accuracy, not the latest"
+)
 train_flags.define_once(flags.DEFINE_string, "out", None, "figure path without suffix; .png and .pdf are written")
 FLAGS = flags.FLAGS
 
@@ -59,7 +61,8 @@ def describe(title: str, summary: dict) -> str:
     return (
         f"{title}: {summary['units']} units ({summary['units_zero']} all-zero left out); "
         f"median best {window}x{window}-window share of |w|: {summary['window_share_median']:.3f} "
-        f"(pixels shuffled: {summary['window_share_shuffled']:.3f}, dense random: {summary['window_share_chance']:.3f}); "
+        f"(pixels shuffled: {summary['window_share_shuffled']:.3f}, "
+        f"dense random: {summary['window_share_chance']:.3f}); "
         f"median radius holding {summary['mass']:.0%} of |w|: {summary['radius_median']:.2f} px "
         f"(dense random: {summary['radius_chance']:.2f})"
     )

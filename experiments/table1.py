@@ -18,7 +18,9 @@ from experiments import flags as train_flags
 
 train_flags.define_train_flags()
 train_flags.define_once(flags.DEFINE_list, "models", list(MODEL_NAMES), "architectures to train")
-train_flags.define_once(flags.DEFINE_integer, "deep_alpha", None, "α of the D-* models (default: α/10, as Table 1's sizes imply)")
+train_flags.define_once(
+    flags.DEFINE_integer, "deep_alpha", None, "α of the D-* models (default: α/10, as Table 1's sizes imply)"
+)
 FLAGS = flags.FLAGS
 
 HEADERS = ("model", "α", "weights", "epochs", "test % (best val)", "paper 400 ep.", "paper 4000 ep.")
@@ -38,10 +40,16 @@ def main(argv):
             cell = config.replace(model=name, alpha=deep_alpha if name.startswith("d-") else config.alpha)
             results = train.run_once(cell, root / f"{key or Path(config.dataset).stem}-{name}")
             figures = paper.TABLE1.get(key, {}).get(name, (None, None))
-            rows.append([
-                name, cell.alpha, sum(results["dense_per_layer"].values()), results["epochs"],
-                report.percent(results["test_accuracy"]["best"]), *figures,
-            ])
+            rows.append(
+                [
+                    name,
+                    cell.alpha,
+                    sum(results["dense_per_layer"].values()),
+                    results["epochs"],
+                    report.percent(results["test_accuracy"]["best"]),
+                    *figures,
+                ]
+            )
     except (ValueError, OSError, train.WorkdirError, train.NonFiniteLossError) as error:
         train_flags.fail(error)
     table = f"{report.dataset_label(config.dataset)}, SGD\n\n" + report.markdown_table(HEADERS, rows)

@@ -19,7 +19,9 @@ from blasso_jax import io, report, train
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
-train_flags.define_once(flags.DEFINE_bool, "sweep", False, "run β ∈ {0, 1, 50} and SGD over --datasets and print one table")
+train_flags.define_once(
+    flags.DEFINE_bool, "sweep", False, "run β ∈ {0, 1, 50} and SGD over --datasets and print one table"
+)
 train_flags.define_once(flags.DEFINE_list, "datasets", ["cifar10"], "datasets of a --sweep (tfds names or local paths)")
 FLAGS = flags.FLAGS
 
@@ -28,7 +30,9 @@ SWEEP = (("blasso", 0.0), ("blasso", 1.0), ("blasso", 50.0), ("sgd", 50.0))
 
 def run_name(config) -> str:
     method = "sgd" if config.method == "sgd" else f"blasso-beta{config.beta:g}"
-    return f"{report.paper_dataset(config.dataset) or Path(config.dataset).stem}-{config.model}-{method}-seed{config.seed}"
+    return (
+        f"{report.paper_dataset(config.dataset) or Path(config.dataset).stem}-{config.model}-{method}-seed{config.seed}"
+    )
 
 
 def main(argv):

@@ -110,7 +110,9 @@ def test_permuting_hidden_units_changes_no_number():
 
 def test_s_local_filters_placed_back_in_the_image_score_one():
     model = create_model("s-local", 1, 10, SHAPE)
-    kernel = np.asarray(model.init(jax.random.key(0), jnp.zeros((1, *SHAPE)), train=False)["params"]["layer1"]["kernel"])
+    kernel = np.asarray(
+        model.init(jax.random.key(0), jnp.zeros((1, *SHAPE)), train=False)["params"]["layer1"]["kernel"]
+    )
     out_rows, out_cols, taps, features = kernel.shape  # [16, 16, 9*9*3, 1]: input channel slowest
     dense = np.zeros((*SHAPE, out_rows, out_cols, features), np.float32)
     padded = np.zeros((32 + 8, 32 + 8, 3, out_rows, out_cols, features), np.float32)  # stride 2, padding 4

@@ -4,7 +4,6 @@ import json
 import shlex
 
 import pytest
-
 from absl import flags
 
 from blasso_jax import io
@@ -43,7 +42,17 @@ def test_table1_trains_each_architecture_with_sgd(tmp_path):
 
 def test_fig3_launches_runs_and_plots_nonzeros_and_locality(tmp_path):
     out = tmp_path / "fig3"
-    run(fig3, ["--launch", "--config=smoke", "--epochs=2", "--datasets=synthetic", f"--workdir={tmp_path / 'runs'}", f"--out={out}"])
+    run(
+        fig3,
+        [
+            "--launch",
+            "--config=smoke",
+            "--epochs=2",
+            "--datasets=synthetic",
+            f"--workdir={tmp_path / 'runs'}",
+            f"--out={out}",
+        ],
+    )
     for name in ("fig3.png", "fig3.pdf", "fig3_locality.png", "fig3_locality.pdf"):
         assert (tmp_path / name).stat().st_size > 1000
     records = io.read_jsonl(tmp_path / "runs" / "synthetic" / "metrics.jsonl")
@@ -52,7 +61,10 @@ def test_fig3_launches_runs_and_plots_nonzeros_and_locality(tmp_path):
 
 def test_benchmark_smoke_writes_a_report(tmp_path):
     out = tmp_path / "bench.json"
-    run(benchmark, ["--alpha=1", "--examples=256", "--batch_size=64", "--timed_epochs=1", "--precision=fp32", f"--out={out}"])
+    run(
+        benchmark,
+        ["--alpha=1", "--examples=256", "--batch_size=64", "--timed_epochs=1", "--precision=fp32", f"--out={out}"],
+    )
     report = json.loads(out.read_text())
     assert report["model"] == "s-fc" and report["alpha"] == 1 and report["examples_per_epoch"] == 256
     for key in ("seconds_per_epoch", "images_per_second", "compile_seconds", "tflops", "matmul_peak_tflops"):

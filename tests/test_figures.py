@@ -1,14 +1,13 @@
 """Figures 3 and 4: reference counts, filter images, the figure functions and the fig3/fig4 commands."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl import flags
 
-from blasso_jax import create_model, figures, io, train
 from blasso_jax import config as config_lib
+from blasso_jax import create_model, figures, io, train
 from experiments import fig3, fig4
 
 

@@ -40,7 +40,9 @@ def batches(steps=STEPS):
 
 
 def numpy_grad(params, batch):
-    return jax.tree.map(lambda p, ab: ab[0].T @ (ab[0] @ p - ab[1]), params, batch, is_leaf=lambda x: isinstance(x, tuple))
+    return jax.tree.map(
+        lambda p, ab: ab[0].T @ (ab[0] @ p - ab[1]), params, batch, is_leaf=lambda x: isinstance(x, tuple)
+    )
 
 
 def jax_loss(params, batch):
@@ -62,7 +64,8 @@ def numpy_algorithm1(l1_of, beta, lr_of, masked_of, steps=STEPS, clip=None):
         grads = numpy_grad(params, batch)
         if clip is not None:
             norm = math.sqrt(sum(float(np.sum(g**2)) for g in jax.tree.leaves(grads)))
-            grads = jax.tree.map(lambda g: g * min(1.0, clip / norm), grads)
+            scale = min(1.0, clip / norm)
+            grads = jax.tree.map(lambda g, scale=scale: g * scale, grads)
         new = {}
         for layer, leaves in params.items():
             new[layer] = {}
@@ -187,7 +190,7 @@ def test_optax_masked_wrapper_leaves_other_leaves_to_the_raw_gradient():
         mask = {"layer1": {"kernel": True}, "layer2": {"kernel": False, "bias": False}, "norm1": {"scale": False}}
         got = run_optax(optax.masked(bj.blasso(LR, 1e-3, BETA), mask), steps=1)[0]
         grads = numpy_grad(initial_params(), batches(1)[0])
-        expected = numpy_algorithm1(lambda *_: 1e-3, BETA, lambda t: LR, lambda l, n: l == "layer1", steps=1)[0]
+        expected = numpy_algorithm1(lambda *_: 1e-3, BETA, lambda t: LR, lambda layer, _: layer == "layer1", steps=1)[0]
         np.testing.assert_allclose(np.asarray(got["layer1"]["kernel"]), expected["layer1"]["kernel"], atol=1e-12)
         # optax.masked passes unmasked updates through: params + raw gradient.
         np.testing.assert_allclose(
@@ -200,9 +203,7 @@ def test_optax_masked_wrapper_leaves_other_leaves_to_the_raw_gradient():
 def test_flax_train_state_apply_gradients():
     with jax.enable_x64(True):
         tx = bj.blasso(LR, 1e-3, BETA, mask=bj.kernel_mask)
-        state = train_state.TrainState.create(
-            apply_fn=None, params=jax.tree.map(jnp.asarray, initial_params()), tx=tx
-        )
+        state = train_state.TrainState.create(apply_fn=None, params=jax.tree.map(jnp.asarray, initial_params()), tx=tx)
         step = jax.jit(lambda s, b: s.apply_gradients(grads=jax.grad(jax_loss)(s.params, b)))
         for batch in batches(5):
             state = step(state, jax.tree.map(jnp.asarray, batch))

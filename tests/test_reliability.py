@@ -69,7 +69,10 @@ def test_same_seed_same_metrics(tmp_path):
     train.train_and_evaluate(config.replace(seed=1), tmp_path / "c")
 
     def values(name):
-        return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in io.read_jsonl(tmp_path / name / "metrics.jsonl")]
+        return [
+            {k: v for k, v in r.items() if k != "epoch_seconds"}
+            for r in io.read_jsonl(tmp_path / name / "metrics.jsonl")
+        ]
 
     assert values("a") == values("b")
     assert values("a") != values("c")
@@ -149,7 +152,12 @@ def bad_folder_sizes(tmp_path):
 
 
 def bad_npz(tmp_path):
-    np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 8, 8, 3), np.uint8), y_train=np.zeros(4), x_test=np.zeros((2, 8, 8, 3), np.uint8))
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=np.zeros((4, 8, 8, 3), np.uint8),
+        y_train=np.zeros(4),
+        x_test=np.zeros((2, 8, 8, 3), np.uint8),
+    )
     return tmp_path / "d.npz", "y_test"
 
 
@@ -181,7 +189,15 @@ def test_bad_data_fails_naming_the_problem_and_writes_nothing(tmp_path, capsys, 
     dataset, named = make(tmp_path)
     workdir = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(["--config=smoke", f"--dataset={dataset}", f"--workdir={workdir}", f"--cache_dir={tmp_path / 'cache'}", "--batch_size=8"])
+        run_cli(
+            [
+                "--config=smoke",
+                f"--dataset={dataset}",
+                f"--workdir={workdir}",
+                f"--cache_dir={tmp_path / 'cache'}",
+                "--batch_size=8",
+            ]
+        )
     assert exit_info.value.code == 1
     assert named in capsys.readouterr().err
     assert not workdir.exists()

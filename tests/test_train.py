@@ -29,8 +29,14 @@ def check_outputs(workdir, epochs, num_classes=10):
         for key in ("train_accuracy", "val_accuracy"):
             assert 0.0 <= r[key] <= 1.0
         assert set(r) >= {
-            "epoch", "train_loss", "train_accuracy", "val_accuracy", "test_accuracy",
-            "nonzero_per_layer", "lr", "epoch_seconds",
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "val_accuracy",
+            "test_accuracy",
+            "nonzero_per_layer",
+            "lr",
+            "epoch_seconds",
         }
         assert list(r["nonzero_per_layer"]) == ["layer1", "layer2", "layer3"]
     results = json.loads((workdir / "results.json").read_text())
@@ -79,10 +85,19 @@ def test_cli_on_local_copies(tmp_path, source):
         dataset = tmp_path / "images.npz"
         np.savez(dataset, x_train=loaded.x_train, y_train=loaded.y_train, x_test=loaded.x_test, y_test=loaded.y_test)
     workdir = tmp_path / "run"
-    run_table2([
-        "--config=smoke", f"--dataset={dataset}", f"--cache_dir={tmp_path / 'cache'}", "--validation_size=24",
-        "--batch_size=16", "--epochs=3", f"--workdir={workdir}", "--model=s-fc", "--augment=none",
-    ])
+    run_table2(
+        [
+            "--config=smoke",
+            f"--dataset={dataset}",
+            f"--cache_dir={tmp_path / 'cache'}",
+            "--validation_size=24",
+            "--batch_size=16",
+            "--epochs=3",
+            f"--workdir={workdir}",
+            "--model=s-fc",
+            "--augment=none",
+        ]
+    )
     records, _ = check_outputs(workdir, epochs=3, num_classes=3)
     assert records[-1]["train_loss"] < records[0]["train_loss"]
 
@@ -91,10 +106,16 @@ def test_cli_on_tfds_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     workdir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=96):
-        run_table2([
-            "--config=smoke", "--dataset=cifar10", "--validation_size=32", "--batch_size=32", "--epochs=2",
-            f"--workdir={workdir}",
-        ])
+        run_table2(
+            [
+                "--config=smoke",
+                "--dataset=cifar10",
+                "--validation_size=32",
+                "--batch_size=32",
+                "--epochs=2",
+                f"--workdir={workdir}",
+            ]
+        )
     check_outputs(workdir, epochs=2)
 
 
@@ -138,7 +159,8 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
     timeless = [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]
     assert timeless == [
-        {k: v for k, v in r.items() if k != "epoch_seconds"} for r in io.read_jsonl(tmp_path / "straight" / "metrics.jsonl")
+        {k: v for k, v in r.items() if k != "epoch_seconds"}
+        for r in io.read_jsonl(tmp_path / "straight" / "metrics.jsonl")
     ]
 
 
