@@ -22,7 +22,6 @@ from urllib.parse import urlparse
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from blasso_jax.io import atomic_write
 
@@ -336,6 +335,8 @@ def _decode_tree(entries: Iterator[tuple[str, bytes]], source: Path) -> _Splits:
 
 def _decode_image(data: bytes, name: str) -> np.ndarray:
     """Decode one image file to uint8 [H, W, C] with C = 1 (grayscale) or 3."""
+    from PIL import Image  # only local image folders need Pillow: `import blasso_jax` stays light
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.mode not in ("L", "RGB"):
