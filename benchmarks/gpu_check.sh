@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 5, in one prepared run (about 3-4 minutes on one H100):
+# The GPU checks of docs/performance.md, in one prepared run (about 3-4 minutes on one H100):
 #   S-FC α=150 β-LASSO, batch 512, 50,000 CIFAR-shaped images, bf16 and fp32 (TF32) matmuls,
 #   through the real training path (experiments.benchmark). Reports land in $OUT (or ./bench_out).
 # The GPU image needs only jax, flax, optax, numpy and absl-py: orbax, TensorFlow and tfds are not imported.

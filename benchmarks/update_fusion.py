@@ -10,17 +10,17 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import config, train
+from blasso_jax import config, step
 
 ALPHA, IMAGES = 4, 256
 cfg = config.preset("smoke", alpha=ALPHA, batch_size=64, precision="bf16")
-mesh = train.make_mesh(jax.devices()[:1])
+mesh = step.make_mesh(jax.devices()[:1])
 replicated = NamedSharding(mesh, P())
-model = train.create_model("s-fc", ALPHA, 10, (32, 32, 3), dtype=train.PRECISION_DTYPES["bf16"])
-state = jax.device_put(train.create_train_state(cfg, model, (32, 32, 3), IMAGES // 64, jax.random.key(0)), replicated)
+model = config.model_from_config(cfg, 10, (32, 32, 3))
+state = jax.device_put(step.create_train_state(cfg, model, (32, 32, 3), IMAGES // 64, jax.random.key(0)), replicated)
 x = jax.device_put(np.zeros((IMAGES, 32, 32, 3), np.uint8), replicated)
 y = jax.device_put(np.zeros(IMAGES, np.int32), replicated)
-epoch = train.make_train_epoch(cfg, mesh, IMAGES, "crop_flip", (0.5,) * 3, (0.25,) * 3)
+epoch = step.make_train_epoch(cfg, mesh, IMAGES, "crop_flip", (0.5,) * 3, (0.25,) * 3)
 hlo = epoch.lower(state, x, y, jax.random.key(0)).compile().as_text()
 shape = f"f32[3072,{32 * 32 * ALPHA // 4}]"
 for line in hlo.splitlines():

@@ -1,5 +1,6 @@
 """blasso_jax: β-LASSO ("Towards Learning Convolutions from Scratch", Neyshabur 2020) in JAX/Flax."""
 
+from blasso_jax.checkpoints import load_run
 from blasso_jax.config import TrainConfig, preset
 from blasso_jax.models import MODEL_NAMES, LayerSpec, Network, create_model, layer_specs, three_fc_width
 from blasso_jax.optim import (
@@ -12,7 +13,7 @@ from blasso_jax.optim import (
     layerwise_l1,
     nonzero_counts,
 )
-from blasso_jax.train import load_run, train_and_evaluate
+from blasso_jax.train import train_and_evaluate
 
 __all__ = [
     "MODEL_NAMES",

@@ -158,7 +158,7 @@ def description_length(params: PyTree, *, bits: int = 32) -> dict[str, int | flo
 
     DL = k·b + ‖w‖₀·log₂(k·n) + 2·log₂(n), with k = ‖w‖₀ the non-zero kernel entries, n the kernel
     entries (the dense parameter count) and b = `bits` per value, computed as the expression reads
-    (Theorem 2 of Neyshabur 2020, as the project's issue states it); at k = 0 the k·log₂ term is 0.
+    (Theorem 2 of Neyshabur 2020, as written in its statement); at k = 0 the k·log₂ term is 0.
     """
     if bits < 1:
         raise ValueError(f"bits per value must be >= 1, got {bits}")

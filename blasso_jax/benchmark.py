@@ -16,9 +16,9 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import train
-from blasso_jax.config import TrainConfig
-from blasso_jax.models import create_model, layer_specs
+from blasso_jax import step
+from blasso_jax.config import TrainConfig, model_from_config
+from blasso_jax.models import layer_specs
 
 
 def forward_macs(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> int:
@@ -59,6 +59,21 @@ def peak_memory_bytes() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
+def _time_epochs(epoch_fn, state, x, y, warmup: int, epochs: int):
+    """Compiles `epoch_fn` ahead of time and runs `warmup + epochs` epochs: (compile s, timed epochs' s, totals)."""
+    tic = time.perf_counter()
+    compiled = epoch_fn.lower(state, x, y, jax.random.key(0)).compile()
+    compile_seconds = time.perf_counter() - tic
+    times = []
+    for epoch in range(warmup + epochs):
+        tic = time.perf_counter()
+        state, totals = compiled(state, x, y, jax.random.key(epoch))
+        jax.block_until_ready((state, totals))
+        if epoch >= warmup:
+            times.append(time.perf_counter() - tic)
+    return compile_seconds, times, totals
+
+
 def benchmark_epochs(
     config: TrainConfig,
     *,
@@ -70,40 +85,22 @@ def benchmark_epochs(
     policy: str = "crop_flip",
     matmul_size: int | None = None,
 ) -> dict[str, Any]:
-    """Times `epochs` epochs (after `warmup`) of `train.make_train_epoch` on random uint8 images on device."""
+    """Times `epochs` epochs (after `warmup`) of `step.make_train_epoch` on random uint8 images on device."""
     config = config.validate(jax.device_count())
-    mesh = train.make_mesh()
+    mesh = step.make_mesh()
     replicated = NamedSharding(mesh, P())
     rng = np.random.default_rng(config.seed)
     x = jax.device_put(rng.integers(0, 256, (num_examples, *image_shape), dtype=np.uint8), replicated)
     y = jax.device_put(rng.integers(0, num_classes, num_examples).astype(np.int32), replicated)
     steps_per_epoch = num_examples // config.batch_size
-    model = create_model(
-        config.model,
-        config.alpha,
-        num_classes,
-        tuple(image_shape),
-        width=config.width,
-        dtype=train.PRECISION_DTYPES[config.precision],
-    )
+    model = model_from_config(config, num_classes, tuple(image_shape))
     state = jax.device_put(
-        train.create_train_state(config, model, tuple(image_shape), steps_per_epoch, jax.random.key(0)), replicated
+        step.create_train_state(config, model, tuple(image_shape), steps_per_epoch, jax.random.key(0)), replicated
     )
     channels = image_shape[-1]
-    epoch_fn = train.make_train_epoch(config, mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels)
+    epoch_fn = step.make_train_epoch(config, mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels)
 
-    tic = time.perf_counter()
-    compiled = epoch_fn.lower(state, x, y, jax.random.key(0)).compile()
-    compile_seconds = time.perf_counter() - tic
-
-    times = []
-    for epoch in range(warmup + epochs):
-        tic = time.perf_counter()
-        state, totals = compiled(state, x, y, jax.random.key(epoch))
-        jax.block_until_ready((state, totals))
-        if epoch >= warmup:
-            times.append(time.perf_counter() - tic)
-
+    compile_seconds, times, totals = _time_epochs(epoch_fn, state, x, y, warmup, epochs)
     seconds = statistics.median(times)
     images = steps_per_epoch * config.batch_size
     # Training costs about three forward passes (forward, input gradients, weight gradients).

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-from blasso_jax.models import MODEL_NAMES
+import jax.numpy as jnp
 
-METHODS = ("blasso", "sgd")
-PRECISIONS = ("bf16", "fp32")
+from blasso_jax import methods
+from blasso_jax.models import MODEL_NAMES, Network, create_model
+
+PRECISION_DTYPES = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
+PRECISIONS = tuple(PRECISION_DTYPES)
 AUGMENTS = ("auto", "crop_flip", "crop", "none")
 NONFINITE_POLICIES = ("stop", "skip")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a run. Defaults are the paper's Table 2 settings for S-FC on CIFAR-10."""
+    """Everything that defines a run. The defaults ARE the paper's Table 2 setting for S-FC on CIFAR-10
+    (the `table2` preset is empty); other presets are named overrides of them, in `PRESETS` below."""
 
     model: str = "s-fc"
     alpha: int = 150  # base channels; Table 1's sizes imply α=150 for the shallow models
@@ -66,7 +71,7 @@ class TrainConfig:
     def validate(self, device_count: int = 1) -> TrainConfig:
         """Raises ValueError naming the first bad value and the valid ones; returns self."""
         _choice("model", self.model, MODEL_NAMES)
-        _choice("method", self.method, METHODS)
+        methods.get(self.method)
         _choice("precision", self.precision, PRECISIONS)
         _choice("augment", self.augment, AUGMENTS)
         _choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
@@ -128,6 +133,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         locality_every=10,
         checkpoint_every=50,
     ),
+    # The paper's Table 1: every architecture with SGD (experiments.table1 applies it over any --config
+    # and sets α of the deep models).
+    "table1": {"method": "sgd"},
+    # experiments.benchmark on a CPU applies it over --config: α=2 keeps a 2,048-image epoch under a second.
+    "benchmark_cpu": {"alpha": 2},
     # A run that finishes end to end on a CPU in well under a minute.
     "smoke": dict(
         dataset="synthetic",
@@ -148,3 +158,26 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     """The named preset with `overrides` applied."""
     _choice("preset", name, tuple(PRESETS))
     return TrainConfig().replace(**{**PRESETS[name], **overrides})
+
+
+def run_name(config: TrainConfig) -> str:
+    """A run's directory name, '<dataset>-<model>-<method part>-seed<seed>', e.g. cifar10-s-fc-blasso-beta50-seed0.
+
+    A local copy of a paper dataset is named after it ('cifar10' for a CIFAR-10 image folder).
+    """
+    from blasso_jax.report import paper_dataset  # report reads configs: imported here to avoid a cycle
+
+    dataset = paper_dataset(config.dataset) or Path(config.dataset).stem
+    return f"{dataset}-{config.model}-{methods.get(config.method).run_name(config)}-seed{config.seed}"
+
+
+def model_from_config(config: TrainConfig, num_classes: int, image_shape: tuple[int, ...]) -> Network:
+    """The flax model a config trains, for a dataset's class count and image shape."""
+    return create_model(
+        config.model,
+        config.alpha,
+        num_classes,
+        tuple(image_shape),
+        width=config.width,
+        dtype=PRECISION_DTYPES[config.precision],
+    )

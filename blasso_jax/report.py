@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from blasso_jax import paper
+from blasso_jax import methods, paper
 
 PAPER_DATASETS = ("cifar100", "cifar10", "svhn_cropped")  # cifar100 first: 'cifar10' is its prefix
 
@@ -23,10 +23,6 @@ def paper_dataset(dataset: str) -> str | None:
 def dataset_label(dataset: str) -> str:
     """How a dataset is named in tables; local copies by their file name, so they are never mistaken for tfds'."""
     return dataset if dataset in paper.TABLE2 or dataset == "synthetic" else f"{Path(dataset).name} (local copy)"
-
-
-def method_label(method: str, beta: float) -> str:
-    return "SGD" if method == "sgd" else f"β-LASSO β={beta:g}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -51,24 +47,27 @@ TABLE2_HEADERS = ("dataset", "method", "epochs", "test % (best val)", "test % (f
 
 def table2_row(results: dict[str, Any]) -> list[Any]:
     """One Table 2 row from a run's results.json content."""
-    config = results["config"]
-    key = paper_dataset(config["dataset"])
+    from blasso_jax.config import TrainConfig  # config imports models: keep `report` light to import
+
+    config = TrainConfig.from_dict(results["config"])
+    method = methods.get(config.method)
     return [
-        dataset_label(config["dataset"]),
-        method_label(config["method"], config["beta"]),
+        dataset_label(config.dataset),
+        method.label(config),
         results["epochs"],
         percent(results["test_accuracy"]["best"]),
         percent(results["test_accuracy"]["final"]),
-        paper.table2_entry(key, config["method"], config["beta"]) if key else None,
+        paper.TABLE2.get(paper_dataset(config.dataset), {}).get(method.paper_key(config)),
     ]
 
 
 def command_line(config: dict[str, Any], module: str = "experiments.table2") -> str:
-    """The command that reproduces a run: every config field that differs from `TrainConfig()`'s, as a flag."""
+    """The command that reproduces a run: every config field its method reads that differs from `TrainConfig()`'s."""
     from blasso_jax.config import TrainConfig  # config imports models: keep `report` light to import
 
     defaults = TrainConfig().to_dict()
-    changed = {k: v for k, v in config.items() if k in defaults and _same(defaults[k]) != _same(v)}
+    used = methods.relevant_config(config)
+    changed = {k: v for k, v in used.items() if k in defaults and _same(defaults[k]) != _same(v)}
     flags = [f"--{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in changed.items()]
     return " ".join(["python -m", module, *flags])
 

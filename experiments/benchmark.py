@@ -5,7 +5,8 @@
     python -m experiments.benchmark --alpha=2 --examples=2048           # a CPU smoke run
 
 Model, α, method, precision and batch size come from the training flags (`--config` preset and
-overrides). On a CPU, α and the number of examples default to small values.
+overrides; the `benchmark_cpu` preset by default on a CPU). On a CPU the number of examples
+defaults to a small value too.
 """
 
 from __future__ import annotations
@@ -27,28 +28,27 @@ train_flags.define_once(
 )
 train_flags.define_once(flags.DEFINE_integer, "num_classes", 10, "classes")
 train_flags.define_once(flags.DEFINE_integer, "timed_epochs", 5, "timed epochs, after one warm-up epoch")
-train_flags.define_once(flags.DEFINE_string, "out", None, "write the report as JSON here")
+train_flags.define_shared_flags()
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    train_flags.quiet_library_logs()
-    del argv
+def body() -> None:
     on_cpu = jax.devices()[0].platform == "cpu"
-    try:
-        config = train_flags.config_from_flags(**({"alpha": 2} if on_cpu else {}))
-        report = benchmark.benchmark_epochs(
-            config,
-            image_shape=tuple(int(d) for d in FLAGS.image_shape),
-            num_classes=FLAGS.num_classes,
-            num_examples=FLAGS.examples or (2048 if on_cpu else 50_000),
-            epochs=FLAGS.timed_epochs,
-        )
-    except ValueError as error:
-        train_flags.fail(error)
+    config = train_flags.config_from_flags(*(["benchmark_cpu"] if on_cpu else []))
+    report = benchmark.benchmark_epochs(
+        config,
+        image_shape=tuple(int(d) for d in FLAGS.image_shape),
+        num_classes=FLAGS.num_classes,
+        num_examples=FLAGS.examples or (2048 if on_cpu else 50_000),
+        epochs=FLAGS.timed_epochs,
+    )
     print(json.dumps({k: v for k, v in report.items() if k != "seconds_per_epoch_all"}, indent=2))
     if FLAGS.out:
         io.atomic_write_json(FLAGS.out, report)
+
+
+def main(argv):
+    train_flags.run_main(argv, body)
 
 
 if __name__ == "__main__":

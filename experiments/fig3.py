@@ -7,8 +7,8 @@ Each run directory needs `metrics.jsonl`, `config.jsonl` and `dataset.json` (as 
 them). The reference levels are the kernel sizes of S-CONV, S-LOCAL and S-FC at the runs' α. Runs
 must agree in α and image shape; 10- and 100-class runs plot together, as in the paper, each class
 count with its own classifier-layer reference.
-With `--launch`, S-FC β-LASSO runs (the training flags, e.g. `--epochs`, `--beta`) are trained
-or resumed first in `<workdir>/<dataset>` and plotted. Where the runs logged first-layer locality,
+With `--launch`, S-FC runs (the training flags, e.g. `--epochs`, `--beta`) are trained or
+resumed first in `<workdir>/<run name>` and plotted. Where the runs logged first-layer locality,
 `<out>_locality` plots it too.
 """
 
@@ -18,28 +18,28 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import figures, io, report, train
+from blasso_jax import checkpoints, figures, io, train
+from blasso_jax import config as config_lib
 from experiments import flags as train_flags
 
-train_flags.define_once(
-    flags.DEFINE_list, "runs", None, "run directories to plot (metrics.jsonl, config.jsonl, dataset.json)"
-)
-train_flags.define_once(flags.DEFINE_list, "labels", None, "one legend label per run (default: the directory names)")
-train_flags.define_once(flags.DEFINE_string, "out", None, "figure path without suffix; .png and .pdf are written")
 train_flags.define_train_flags()
+train_flags.define_shared_flags()
+train_flags.define_once(flags.DEFINE_list, "labels", None, "one legend label per run (default: the directory names)")
 train_flags.define_once(flags.DEFINE_bool, "launch", False, "train (or resume) the S-FC runs of --datasets first")
-train_flags.define_once(flags.DEFINE_list, "datasets", ["cifar10"], "datasets of --launch")
 FLAGS = flags.FLAGS
 
 
 def launch_runs() -> list[Path]:
     """Trains or resumes one S-FC run per --datasets entry in --workdir (default runs/fig3); returns their dirs."""
-    config = train_flags.config_from_flags(model="s-fc")
+    config = train_flags.config_from_flags()
+    if config.model != "s-fc":
+        raise ValueError(f"Figure 3 follows S-FC's layers; --model is {config.model!r}, use s-fc")
     root = Path(FLAGS.workdir or "runs/fig3")
     run_dirs = []
     for dataset in FLAGS.datasets:
-        run_dir = root / (report.paper_dataset(dataset) or Path(dataset).stem)
-        train.run_once(config.replace(dataset=dataset), run_dir)
+        cell = config.replace(dataset=dataset)
+        run_dir = root / config_lib.run_name(cell)
+        train.run_once(cell, run_dir)
         run_dirs.append(run_dir)
     return run_dirs
 
@@ -51,37 +51,35 @@ def read_run(run_dir: Path) -> tuple[list[dict], tuple[int, tuple[int, ...]], in
     records = io.read_jsonl(run_dir / "metrics.jsonl")
     if not records:
         raise ValueError(f"{run_dir / 'metrics.jsonl'} is missing or holds no epoch")
-    config, dataset = train.read_run_info(run_dir)
+    config, dataset = checkpoints.read_run_info(run_dir)
     return records, (config.alpha, tuple(dataset["image_shape"])), dataset["num_classes"]
 
 
-def main(argv):
-    train_flags.quiet_library_logs()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def body() -> None:
     if not FLAGS.runs and not FLAGS.launch:
         raise app.UsageError("--runs (run directories, comma-separated) or --launch is required")
-    try:
-        run_dirs = launch_runs() if FLAGS.launch else [Path(d) for d in FLAGS.runs]
-        labels = FLAGS.labels or [d.name for d in run_dirs]
-        if len(labels) != len(run_dirs) or len(set(labels)) != len(labels):
-            raise ValueError(f"--labels {labels} must name each of the {len(run_dirs)} runs once, distinctly")
-        runs, settings, class_counts = {}, {}, set()
-        for label, run_dir in zip(labels, run_dirs):
-            runs[label], settings[run_dir], classes = read_run(run_dir)
-            class_counts.add(classes)
-        if len(set(settings.values())) > 1:
-            listed = "; ".join(f"{d}: α={a}, image {s}" for d, (a, s) in settings.items())
-            raise ValueError(f"the runs differ in α or image shape, so no references fit all: {listed}")
-        alpha, image_shape = next(iter(settings.values()))
-        fig = figures.plot_nonzeros(runs, figures.reference_counts(alpha, image_shape, sorted(class_counts)))
-        out = FLAGS.out or "figures/fig3"
-        paths = figures.save_figure(fig, out)
-        if any("locality" in r for records in runs.values() for r in records):
-            paths += figures.save_figure(figures.plot_locality(runs, image_shape), f"{out}_locality")
-    except (ValueError, OSError, train.WorkdirError, train.NonFiniteLossError) as error:
-        train_flags.fail(error)
+    run_dirs = launch_runs() if FLAGS.launch else [Path(d) for d in FLAGS.runs]
+    labels = FLAGS.labels or [d.name for d in run_dirs]
+    if len(labels) != len(run_dirs) or len(set(labels)) != len(labels):
+        raise ValueError(f"--labels {labels} must name each of the {len(run_dirs)} runs once, distinctly")
+    runs, settings, class_counts = {}, {}, set()
+    for label, run_dir in zip(labels, run_dirs):
+        runs[label], settings[run_dir], classes = read_run(run_dir)
+        class_counts.add(classes)
+    if len(set(settings.values())) > 1:
+        listed = "; ".join(f"{d}: α={a}, image {s}" for d, (a, s) in settings.items())
+        raise ValueError(f"the runs differ in α or image shape, so no references fit all: {listed}")
+    alpha, image_shape = next(iter(settings.values()))
+    fig = figures.plot_nonzeros(runs, figures.reference_counts(alpha, image_shape, sorted(class_counts)))
+    out = FLAGS.out or "figures/fig3"
+    paths = figures.save_figure(fig, out)
+    if any("locality" in r for records in runs.values() for r in records):
+        paths += figures.save_figure(figures.plot_locality(runs, image_shape), f"{out}_locality")
     print(f"figure: {', '.join(map(str, paths))}")
+
+
+def main(argv):
+    train_flags.run_main(argv, body)
 
 
 if __name__ == "__main__":

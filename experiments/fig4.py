@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from blasso_jax import analysis, figures, train
+from blasso_jax import analysis, checkpoints, figures
 from blasso_jax.models import layer_specs
 from experiments import flags as train_flags
 
@@ -30,11 +30,11 @@ PANELS = (
 for _flag, _title, _model in PANELS:
     train_flags.define_once(flags.DEFINE_string, _flag, None, f"run directory of the {_title} panel ({_model} run)")
 train_flags.define_once(flags.DEFINE_integer, "k", 8, "filters drawn per panel")
-train_flags.define_once(flags.DEFINE_integer, "seed", None, "seed of the random draw of filters (default 0)")
+train_flags.define_once(flags.DEFINE_integer, "draw_seed", 0, "seed of the random draw of filters shown per panel")
 train_flags.define_once(
     flags.DEFINE_bool, "best", False, "load the checkpoint of best validation accuracy, not the latest"
 )
-train_flags.define_once(flags.DEFINE_string, "out", None, "figure path without suffix; .png and .pdf are written")
+train_flags.define_shared_flags()
 FLAGS = flags.FLAGS
 
 
@@ -42,10 +42,10 @@ def first_layer_filters(run_dir: Path, model_name: str, *, best: bool) -> tuple[
     """A run's first-layer filters as full images `[units, H, W, C]`, and the image shape."""
     if not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} does not exist")
-    config, _, variables = train.load_run(run_dir, best=best)
+    config, _, variables = checkpoints.load_run(run_dir, best=best)
     if config.model != model_name:
         raise ValueError(f"{run_dir} is a {config.model} run; this panel takes a {model_name} run")
-    image_shape = tuple(train.read_run_info(run_dir)[1]["image_shape"])
+    image_shape = tuple(checkpoints.read_run_info(run_dir)[1]["image_shape"])
     kernel = np.asarray(variables["params"]["layer1"]["kernel"])
     if model_name == "s-fc":
         return figures.fc_filters_as_images(kernel, image_shape), image_shape
@@ -68,32 +68,29 @@ def describe(title: str, summary: dict) -> str:
     )
 
 
-def main(argv):
-    train_flags.quiet_library_logs()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def body() -> None:
     chosen = [(flag, title, model) for flag, title, model in PANELS if FLAGS[flag].value]
     if not chosen:
         raise app.UsageError(f"give at least one run: {', '.join('--' + flag for flag, _, _ in PANELS)}")
-    try:
-        panels, shapes = {}, {}
-        for flag, title, model in chosen:
-            run_dir = Path(FLAGS[flag].value)
-            panels[title], shapes[run_dir] = first_layer_filters(run_dir, model, best=FLAGS.best)
-        if len(set(shapes.values())) > 1:
-            raise ValueError(f"the runs' image shapes differ: {', '.join(f'{d}: {s}' for d, s in shapes.items())}")
-        image_shape = next(iter(shapes.values()))
-        local = layer_specs("s-local", 1, image_shape)[0]
-        for title, images in panels.items():
-            kernel = images.reshape(len(images), -1).T
-            summary = analysis.locality(kernel, image_shape, window=local.kernel_size)["summary"]
-            print(describe(title, summary))
-        seed = 0 if FLAGS.seed is None else FLAGS.seed
-        fig = figures.plot_filters(panels, image_shape, k=FLAGS.k, seed=seed)
-        paths = figures.save_figure(fig, FLAGS.out or "figures/fig4")
-    except (ValueError, OSError, train.WorkdirError) as error:
-        train_flags.fail(error)
+    panels, shapes = {}, {}
+    for flag, title, model in chosen:
+        run_dir = Path(FLAGS[flag].value)
+        panels[title], shapes[run_dir] = first_layer_filters(run_dir, model, best=FLAGS.best)
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"the runs' image shapes differ: {', '.join(f'{d}: {s}' for d, s in shapes.items())}")
+    image_shape = next(iter(shapes.values()))
+    local = layer_specs("s-local", 1, image_shape)[0]
+    for title, images in panels.items():
+        kernel = images.reshape(len(images), -1).T
+        summary = analysis.locality(kernel, image_shape, window=local.kernel_size)["summary"]
+        print(describe(title, summary))
+    fig = figures.plot_filters(panels, image_shape, k=FLAGS.k, seed=FLAGS.draw_seed)
+    paths = figures.save_figure(fig, FLAGS.out or "figures/fig4")
     print(f"figure: {', '.join(map(str, paths))}")
+
+
+def main(argv):
+    train_flags.run_main(argv, body)
 
 
 if __name__ == "__main__":

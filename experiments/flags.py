@@ -10,9 +10,14 @@ import dataclasses
 import sys
 import typing
 
-from absl import flags, logging
+from absl import app, flags, logging
 
 from blasso_jax import config as config_lib
+from blasso_jax.checkpoints import WorkdirError
+from blasso_jax.train import NonFiniteLossError
+
+# Errors a user can act on: entry points print them as one `error: …` line and exit 1.
+USER_ERRORS = (ValueError, OSError, WorkdirError, NonFiniteLossError)
 
 _HELP = {
     "model": f"architecture: {', '.join(config_lib.MODEL_NAMES)}",
@@ -64,14 +69,41 @@ def define_once(define, name: str, default, help_text: str) -> None:
         define(name, default, help_text, allow_override=True)
 
 
-def config_from_flags(**preset_overrides) -> config_lib.TrainConfig:
-    """The `--config` preset with `preset_overrides` and then every flag given on the command line."""
-    values = dict(preset_overrides)
+def define_shared_flags() -> None:
+    """Flags several entry points take, each defined once with one meaning."""
+    define_once(flags.DEFINE_list, "runs", None, "run directories to read (comma-separated)")
+    define_once(flags.DEFINE_list, "datasets", ["cifar10"], "datasets of a sweep (tfds names or local paths)")
+    define_once(
+        flags.DEFINE_string, "out", None, "where to write: a figure path without suffix (.png and .pdf), or a file"
+    )
+
+
+def config_from_flags(*layers: str) -> config_lib.TrainConfig:
+    """The `--config` preset, then the named presets `layers` over it, then every training flag given.
+
+    An entry point names the presets that define it (`experiments.table1` trains with SGD whatever
+    `--config` is), so the values stay in `blasso_jax.config.PRESETS`.
+    """
+    values = {}
+    for name in layers:
+        values.update(config_lib.PRESETS[name])
     for field in dataclasses.fields(config_lib.TrainConfig):
         value = flags.FLAGS[field.name].value
         if value is not None:
             values[field.name] = tuple(int(v) for v in value) if field.name == "synthetic_shape" else value
     return config_lib.preset(flags.FLAGS.config, **values)
+
+
+def run_main(argv: list[str], body: typing.Callable[[], object]) -> None:
+    """What every entry point's `main` does around its `body`: quiet library logs, no stray arguments, and
+    errors a user can act on printed as `error: …` with exit status 1 instead of a traceback."""
+    quiet_library_logs()
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        body()
+    except USER_ERRORS as error:
+        fail(error)
 
 
 def quiet_library_logs() -> None:

@@ -14,11 +14,10 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import analysis, io, report, train
+from blasso_jax import analysis, checkpoints, io, report
 from experiments import flags as train_flags
 
-train_flags.define_once(flags.DEFINE_list, "runs", None, "finished run directories (results.json, sparse_params.npz)")
-train_flags.define_once(flags.DEFINE_string, "out", None, "also write the table to this Markdown file")
+train_flags.define_shared_flags()
 FLAGS = flags.FLAGS
 
 
@@ -27,26 +26,24 @@ def row(run_dir: Path) -> list:
     if not (run_dir / "results.json").is_file() or not (run_dir / "sparse_params.npz").is_file():
         raise ValueError(f"{run_dir} holds no finished run (results.json and sparse_params.npz)")
     results = json.loads((run_dir / "results.json").read_text())
-    _, dataset = train.read_run_info(run_dir)
+    _, dataset = checkpoints.read_run_info(run_dir)
     kernel = analysis.load_sparse(run_dir / "sparse_params.npz")[0]["layer1"]["kernel"]
     if kernel.ndim != 2:
         raise ValueError(f"{run_dir} is a {results['config']['model']} run; locality is measured on dense first layers")
     return report.locality_row(results, analysis.locality(kernel, dataset["image_shape"])["summary"])
 
 
-def main(argv):
-    train_flags.quiet_library_logs()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def body() -> None:
     if not FLAGS.runs:
         raise app.UsageError("--runs (finished run directories, comma-separated) is required")
-    try:
-        table = report.markdown_table(report.LOCALITY_HEADERS, [row(Path(d)) for d in FLAGS.runs])
-        if FLAGS.out:
-            io.atomic_write_bytes(FLAGS.out, (table + "\n").encode())
-    except (ValueError, OSError, train.WorkdirError) as error:
-        train_flags.fail(error)
+    table = report.markdown_table(report.LOCALITY_HEADERS, [row(Path(d)) for d in FLAGS.runs])
+    if FLAGS.out:
+        io.atomic_write_bytes(FLAGS.out, (table + "\n").encode())
     print(table)
+
+
+def main(argv):
+    train_flags.run_main(argv, body)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import io, paper, report, train
+from blasso_jax import config as config_lib
+from blasso_jax import io, methods, paper, report, train
 from blasso_jax.models import MODEL_NAMES
 from experiments import flags as train_flags
 
@@ -26,35 +27,27 @@ FLAGS = flags.FLAGS
 HEADERS = ("model", "α", "weights", "epochs", "test % (best val)", "paper 400 ep.", "paper 4000 ep.")
 
 
-def main(argv):
-    train_flags.quiet_library_logs()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        config = train_flags.config_from_flags(method="sgd")
-        deep_alpha = FLAGS.deep_alpha or max(1, config.alpha // 10)
-        root = Path(FLAGS.workdir or "runs/table1")
-        key = report.paper_dataset(config.dataset)
-        rows = []
-        for name in FLAGS.models:
-            cell = config.replace(model=name, alpha=deep_alpha if name.startswith("d-") else config.alpha)
-            results = train.run_once(cell, root / f"{key or Path(config.dataset).stem}-{name}")
-            figures = paper.TABLE1.get(key, {}).get(name, (None, None))
-            rows.append(
-                [
-                    name,
-                    cell.alpha,
-                    sum(results["dense_per_layer"].values()),
-                    results["epochs"],
-                    report.percent(results["test_accuracy"]["best"]),
-                    *figures,
-                ]
-            )
-    except (ValueError, OSError, train.WorkdirError, train.NonFiniteLossError) as error:
-        train_flags.fail(error)
-    table = f"{report.dataset_label(config.dataset)}, SGD\n\n" + report.markdown_table(HEADERS, rows)
+def body() -> None:
+    config = train_flags.config_from_flags("table1")
+    deep_alpha = FLAGS.deep_alpha or max(1, config.alpha // 10)
+    root = Path(FLAGS.workdir or "runs/table1")
+    key = report.paper_dataset(config.dataset)
+    rows = []
+    for name in FLAGS.models:
+        cell = config.replace(model=name, alpha=deep_alpha if name.startswith("d-") else config.alpha)
+        results = train.run_once(cell, root / config_lib.run_name(cell))
+        figures = paper.TABLE1.get(key, {}).get(name, (None, None))
+        weights = sum(results["dense_per_layer"].values())
+        best = report.percent(results["test_accuracy"]["best"])
+        rows.append([name, cell.alpha, weights, results["epochs"], best, *figures])
+    label = methods.get(config.method).label(config)
+    table = f"{report.dataset_label(config.dataset)}, {label}\n\n" + report.markdown_table(HEADERS, rows)
     io.atomic_write_bytes(root / "table1.md", (table + "\n").encode())
     print(f"\n{table}\n\ntable: {root / 'table1.md'}")
+
+
+def main(argv):
+    train_flags.run_main(argv, body)
 
 
 if __name__ == "__main__":

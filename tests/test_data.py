@@ -15,7 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from blasso_jax import data
+from blasso_jax import augment, data, local_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -178,7 +178,7 @@ def test_cache_skips_decoding_and_tracks_changes(tmp_path, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("decoded although the cache is valid")
 
-    monkeypatch.setattr(data, "_decode_image", no_decoding)
+    monkeypatch.setattr(local_data, "_decode_image", no_decoding)
     for src, dataset in first.items():
         _assert_same(dataset, data.load_dataset(str(src), cache_dir=str(cache), validation_size=2))
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "tree" / "test" / "ant" / "0.png")
@@ -360,30 +360,30 @@ def _reference_matches(image: np.ndarray, output: np.ndarray, padding: int) -> s
     return matches
 
 
-@pytest.mark.parametrize("policy", data.AUGMENT_POLICIES)
+@pytest.mark.parametrize("policy", augment.AUGMENT_POLICIES)
 def test_augment_keeps_shape_dtype_and_is_deterministic(policy):
     images = _random_images((8, 10, 12, 3))
     key = jax.random.key(0)
-    out = data.augment_batch(key, images, policy)
+    out = augment.augment_batch(key, images, policy)
     assert out.shape == images.shape and out.dtype == jnp.uint8
-    np.testing.assert_array_equal(out, data.augment_batch(key, images, policy))
-    jitted = jax.jit(data.augment_batch, static_argnames=("policy", "padding"))
+    np.testing.assert_array_equal(out, augment.augment_batch(key, images, policy))
+    jitted = jax.jit(augment.augment_batch, static_argnames=("policy", "padding"))
     np.testing.assert_array_equal(out, jitted(key, images, policy=policy, padding=4))
 
 
 def test_augment_none_is_identity():
     images = _random_images((4, 8, 8, 3))
-    np.testing.assert_array_equal(data.augment_batch(jax.random.key(1), images, "none"), images)
+    np.testing.assert_array_equal(augment.augment_batch(jax.random.key(1), images, "none"), images)
 
 
 def test_crop_never_flips():
     images = jnp.zeros((32, 6, 8, 1), jnp.uint8).at[:, :, :4].set(200)  # left half bright, right half dark
-    np.testing.assert_array_equal(data.augment_batch(jax.random.key(2), images, "crop", padding=0), images)
+    np.testing.assert_array_equal(augment.augment_batch(jax.random.key(2), images, "crop", padding=0), images)
 
 
 def test_crop_flip_without_padding_mirrors_about_half():
     images = _random_images((64, 6, 8, 3))
-    out = np.asarray(data.augment_batch(jax.random.key(3), images, "crop_flip", padding=0))
+    out = np.asarray(augment.augment_batch(jax.random.key(3), images, "crop_flip", padding=0))
     same = [np.array_equal(o, i) for o, i in zip(out, np.asarray(images))]
     mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, np.asarray(images))]
     assert all(s or m for s, m in zip(same, mirrored))
@@ -392,7 +392,7 @@ def test_crop_flip_without_padding_mirrors_about_half():
 
 def test_crop_offsets_stay_within_padding():
     padding, images = 3, jnp.full((64, 10, 12, 3), 255, jnp.uint8)
-    out = np.asarray(data.augment_batch(jax.random.key(4), images, "crop_flip", padding=padding))
+    out = np.asarray(augment.augment_batch(jax.random.key(4), images, "crop_flip", padding=padding))
     for image in out:
         bright = (image == 255).all(axis=-1)
         rows, cols = np.flatnonzero(bright.any(axis=1)), np.flatnonzero(bright.any(axis=0))
@@ -407,7 +407,7 @@ def test_crop_offsets_stay_within_padding():
 @pytest.mark.parametrize("policy", ["crop", "crop_flip"])
 def test_augment_matches_numpy_reference(policy):
     padding, images = 2, _random_images((256, 7, 9, 2), seed=5)
-    out = np.asarray(data.augment_batch(jax.random.key(5), images, policy, padding=padding))
+    out = np.asarray(augment.augment_batch(jax.random.key(5), images, policy, padding=padding))
     found = set()
     for image, output in zip(np.asarray(images), out):
         matches = _reference_matches(image, output, padding)
@@ -421,14 +421,14 @@ def test_augment_matches_numpy_reference(policy):
 
 def test_augment_rejects_unknown_policy():
     with pytest.raises(ValueError, match=r"'flip'.*crop_flip.*none"):
-        data.augment_batch(jax.random.key(0), _random_images((1, 4, 4, 3)), "flip")
+        augment.augment_batch(jax.random.key(0), _random_images((1, 4, 4, 3)), "flip")
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_normalize_matches_numpy(dtype):
     images = _random_images((3, 4, 5, 3))
     mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
-    out = data.normalize(images, mean, std, dtype)
+    out = augment.normalize(images, mean, std, dtype)
     expected = (np.asarray(images, np.float64) / 255 - np.array(mean)) / np.array(std)
     assert out.dtype == dtype and out.shape == images.shape
     tolerance = 1e-2 if dtype == jnp.bfloat16 else 1e-6

@@ -3,10 +3,13 @@
 import json
 import shlex
 
+import optax
 import pytest
 from absl import flags
 
-from blasso_jax import io
+import blasso_jax as bj
+from blasso_jax import config as config_lib
+from blasso_jax import io, methods
 from experiments import benchmark, fig3, locality_table, table1, table2
 from experiments import flags as train_flags
 
@@ -36,7 +39,7 @@ def test_table1_trains_each_architecture_with_sgd(tmp_path):
     assert "synthetic, SGD" in table
     for name in ("s-fc", "s-conv", "3-fc"):
         assert f"| {name} | 1 |" in table
-        config = io.read_jsonl(tmp_path / f"synthetic-{name}" / "config.jsonl")[-1]
+        config = io.read_jsonl(tmp_path / f"synthetic-{name}-sgd-seed0" / "config.jsonl")[-1]
         assert config["method"] == "sgd" and config["model"] == name
 
 
@@ -55,7 +58,7 @@ def test_fig3_launches_runs_and_plots_nonzeros_and_locality(tmp_path):
     )
     for name in ("fig3.png", "fig3.pdf", "fig3_locality.png", "fig3_locality.pdf"):
         assert (tmp_path / name).stat().st_size > 1000
-    records = io.read_jsonl(tmp_path / "runs" / "synthetic" / "metrics.jsonl")
+    records = io.read_jsonl(tmp_path / "runs" / "synthetic-s-fc-blasso-beta50-seed0" / "metrics.jsonl")
     assert all("locality" in r for r in records)  # the smoke preset logs locality every epoch
 
 
@@ -93,3 +96,27 @@ def test_locality_table_rows_carry_a_command_that_rebuilds_the_run(tmp_path, cap
         locality_table.main(["prog"])
     assert exit_info.value.code == 1
     assert "holds no finished run" in capsys.readouterr().err
+
+
+def test_a_method_is_one_registry_entry(tmp_path, capsys):
+    # SGD with an L1 subgradient on the kernels: one entry, and table2, run names and reports know it.
+    methods.register(
+        methods.Method(
+            name="sgd_l1",
+            make_optimizer=lambda config, params, schedule: optax.chain(
+                bj.add_l1_sign(config.l1_first, mask=bj.kernel_mask), optax.sgd(schedule)
+            ),
+            label=lambda config: f"SGD+L1 λ={config.l1_first:g}",
+            run_name=lambda config: "sgd-l1",
+            fields=("l1_first",),
+        )
+    )
+    try:
+        run(table2, ["--config=smoke", "--epochs=1", "--method=sgd_l1", "--l1_first=1e-3", f"--workdir={tmp_path}"])
+        assert "| synthetic | SGD+L1 λ=0.001 | 1 |" in capsys.readouterr().out
+        config = config_lib.TrainConfig.from_dict(io.read_jsonl(tmp_path / "config.jsonl")[-1])
+        assert config.method == "sgd_l1" and config_lib.run_name(config) == "synthetic-s-fc-sgd-l1-seed0"
+    finally:
+        del methods.METHODS["sgd_l1"]
+    with pytest.raises(ValueError, match="unknown method 'sgd_l1'; valid: blasso, sgd"):
+        config.validate()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from absl import flags
 
+from blasso_jax import checkpoints, create_model, figures, io, step, train
 from blasso_jax import config as config_lib
-from blasso_jax import create_model, figures, io, train
 from experiments import fig3, fig4
 
 
@@ -138,16 +138,16 @@ def fabricate_run(workdir, model, sparsity=0.5):
     """A run directory as the trainer leaves it, with a pruned initial state as its only checkpoint (no training)."""
     config = smoke_config(model)
     network = create_model(model, config.alpha, 10, (8, 8, 3))
-    state = train.create_train_state(config, network, (8, 8, 3), 1, jax.random.key(0))
+    state = step.create_train_state(config, network, (8, 8, 3), 1, jax.random.key(0))
     kernel = state.params["layer1"]["kernel"]
     keep = jax.random.uniform(jax.random.key(1), kernel.shape) >= sparsity
     state = state.replace(params={**state.params, "layer1": {"kernel": jnp.where(keep, kernel, 0.0)}})
     workdir.mkdir()
     io.append_jsonl(workdir / "config.jsonl", config.to_dict())
     io.atomic_write_json(workdir / "dataset.json", {"image_shape": [8, 8, 3], "num_classes": 10})
-    checkpoints = train.Checkpoints(workdir, keep=2)
-    checkpoints.save(1, state)
-    checkpoints.close()
+    saved = checkpoints.Checkpoints(workdir, keep=2)
+    saved.save(1, state)
+    saved.close()
 
 
 def test_fig3_command_plots_a_run(tmp_path, capsys):

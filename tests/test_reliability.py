@@ -15,9 +15,8 @@ import pytest
 from absl import flags
 from PIL import Image
 
+from blasso_jax import augment, checkpoints, io, models, step, train
 from blasso_jax import config as config_lib
-from blasso_jax import data as data_lib
-from blasso_jax import io, train
 from experiments import table2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,8 +55,8 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     (torn / "garbage").write_bytes(b"\0" * 100)
 
     run_cli([*config_flags, f"--workdir={killed}", "--resume"])
-    _, _, a = train.load_run(straight)
-    _, _, b = train.load_run(killed)
+    _, _, a = checkpoints.load_run(straight)
+    _, _, b = checkpoints.load_run(killed)
     jax.tree.map(np.testing.assert_array_equal, a, b)
     assert [r["epoch"] for r in io.read_jsonl(killed / "metrics.jsonl")] == list(range(1, 9))
 
@@ -80,13 +79,13 @@ def test_same_seed_same_metrics(tmp_path):
 
 def poison_bright_batches(monkeypatch):
     """Makes the loss NaN on the batches whose first pixel is bright (a deterministic few)."""
-    normalize = data_lib.normalize
+    normalize = augment.normalize
 
     def poisoned(images, mean, std, dtype=jnp.float32):
         out = normalize(images, mean, std, dtype)
         return jnp.where(images[0, 0, 0, 0] > 240, jnp.nan, out).astype(out.dtype)
 
-    monkeypatch.setattr(data_lib, "normalize", poisoned)
+    monkeypatch.setattr(augment, "normalize", poisoned)
 
 
 @pytest.fixture
@@ -121,7 +120,7 @@ def test_nonfinite_steps_can_be_skipped_and_counted(tmp_path, nan_on_bright_batc
     assert 0 < skipped < 2 * (384 // 8)
     assert np.isfinite(records[-1]["train_loss"])
     assert results["test_accuracy"]["final"] is not None
-    _, _, variables = train.load_run(tmp_path / "run")
+    _, _, variables = checkpoints.load_run(tmp_path / "run")
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables))
 
 
@@ -248,23 +247,56 @@ def test_torn_metrics_line_is_dropped(tmp_path):
 def test_checkpoint_retention_keeps_last_k_and_best(tmp_path):
     config = config_lib.preset("smoke", epochs=5, checkpoint_every=1, keep_checkpoints=2)
     train.train_and_evaluate(config, tmp_path / "run")
-    kept = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit())
-    assert kept == [4, 5]
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
-    best_epoch = max(records, key=lambda r: r["val_accuracy"])["epoch"]
-    best = [int(p.name) for p in (tmp_path / "run" / "best").iterdir() if p.name.isdigit()]
-    assert best == [best_epoch]
+    best_epoch = max(records, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"]  # the first best
+    kept = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept == sorted({4, 5, best_epoch})  # one directory: the last two and the best, each once
+    assert not (tmp_path / "run" / "best").exists()
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["best_epoch"] == best_epoch
+
+
+def test_resuming_keeps_the_best_checkpoint(tmp_path):
+    # Validation accuracies peak early, then a resumed run keeps saving with only one latest checkpoint
+    # kept: the best survives every later save, including those of a new manager after the resume.
+    params = {"w": np.arange(3, dtype=np.float32)}
+    state = flax_state(params)
+    saved = checkpoints.Checkpoints(tmp_path, keep=1)
+    for epoch, val in ((1, 0.5), (2, 0.9), (3, 0.6)):
+        saved.save(epoch, state.replace(step=epoch), val)
+    saved.close()
+    resumed = checkpoints.Checkpoints(tmp_path, keep=1)  # what --resume opens
+    epoch, restored = resumed.restore(state)
+    assert epoch == 3 and int(restored.step) == 3
+    for epoch, val in ((4, 0.7), (5, 0.1)):
+        resumed.save(epoch, state.replace(step=epoch), val)
+    resumed.close()
+    kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept == [2, 5]
+
+
+def flax_state(params):
+    """A minimal object with the fields a checkpoint stores."""
+    import flax.struct
+
+    @flax.struct.dataclass
+    class State:
+        step: int
+        params: dict
+        batch_stats: dict
+        opt_state: tuple
+
+    return State(step=0, params=params, batch_stats={}, opt_state=())
 
 
 def test_checkpoint_stores_each_tensor_once(tmp_path):
     config = config_lib.preset("smoke", epochs=1)
     dataset_shape = (32, 32, 3)
-    model = train.create_model("s-fc", 1, 10, dataset_shape)
-    state = train.create_train_state(config, model, dataset_shape, 4, jax.random.key(0))
-    params_bytes = train.tree_bytes(state.params) + train.tree_bytes(state.batch_stats)
+    model = models.create_model("s-fc", 1, 10, dataset_shape)
+    state = step.create_train_state(config, model, dataset_shape, 4, jax.random.key(0))
+    params_bytes = checkpoints.tree_bytes(state.params) + checkpoints.tree_bytes(state.batch_stats)
     # β-LASSO keeps no per-parameter optimizer state (only the schedule's step count).
-    assert train.tree_bytes(state.opt_state) < 64
-    assert train.tree_bytes(train._checkpointed(state)) < params_bytes + 64
+    assert checkpoints.tree_bytes(state.opt_state) < 64
+    assert checkpoints.tree_bytes(checkpoints.checkpointed_tree(state)) < params_bytes + 64
     train.train_and_evaluate(config, tmp_path / "run")
     on_disk = sum(p.stat().st_size for p in (tmp_path / "run" / "checkpoints").rglob("*") if p.is_file())
     assert on_disk < 1.5 * params_bytes + 200_000

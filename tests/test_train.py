@@ -9,9 +9,9 @@ import pytest
 from absl import flags
 from PIL import Image
 
+from blasso_jax import checkpoints, io, models, step, train
 from blasso_jax import config as config_lib
 from blasso_jax import data as data_lib
-from blasso_jax import io, train
 from experiments import table2
 
 
@@ -123,12 +123,12 @@ def epoch_params(devices, steps=3):
     """Parameters after `steps` epochs of the real epoch function on a mesh over `devices`."""
     config = config_lib.preset("smoke", batch_size=32, synthetic_train_size=128 + 64, validation_size=64)
     dataset = data_lib.load_dataset("synthetic", validation_size=64, synthetic_train_size=192, seed=0)
-    mesh = train.make_mesh(devices)
+    mesh = step.make_mesh(devices)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    model = train.create_model("s-fc", 1, 10, dataset.image_shape)
-    state = train.create_train_state(config, model, dataset.image_shape, 4, jax.random.key(0))
+    model = models.create_model("s-fc", 1, 10, dataset.image_shape)
+    state = step.create_train_state(config, model, dataset.image_shape, 4, jax.random.key(0))
     state = jax.device_put(state, replicated)
-    epoch = train.make_train_epoch(config, mesh, len(dataset.x_train), "crop_flip", dataset.mean, dataset.std)
+    epoch = step.make_train_epoch(config, mesh, len(dataset.x_train), "crop_flip", dataset.mean, dataset.std)
     x, y = (jax.device_put(a, replicated) for a in (dataset.x_train, dataset.y_train.astype(np.int32)))
     for e in range(steps):
         state, totals = epoch(state, x, y, jax.random.key(e))
@@ -151,8 +151,8 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert train.train_and_evaluate(config, tmp_path / "resumed", stop_after=2) is None
     assert not (tmp_path / "resumed" / "results.json").exists()
     resumed = train.train_and_evaluate(config, tmp_path / "resumed", resume=True)
-    _, _, a = train.load_run(tmp_path / "straight")
-    _, _, b = train.load_run(tmp_path / "resumed")
+    _, _, a = checkpoints.load_run(tmp_path / "straight")
+    _, _, b = checkpoints.load_run(tmp_path / "resumed")
     jax.tree.map(np.testing.assert_array_equal, a, b)
     assert straight["test_accuracy"] == resumed["test_accuracy"]
     records = io.read_jsonl(tmp_path / "resumed" / "metrics.jsonl")
@@ -171,7 +171,7 @@ def test_metrics_record_lr_schedule_and_checkpoint_size(tmp_path, capsys):
     assert records[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine reaches 0 at the end
     assert 0 < records[0]["lr"] < 0.1
     assert "checkpoint size" in capsys.readouterr().out
-    config_loaded, model, variables = train.load_run(tmp_path / "run")
+    config_loaded, model, variables = checkpoints.load_run(tmp_path / "run")
     assert config_loaded == config
     logits = model.apply(variables, jnp.zeros((2, 32, 32, 3)), train=False)
     assert logits.shape == (2, 10)
@@ -183,3 +183,31 @@ def test_cli_default_workdir_is_relative_to_the_current_directory(tmp_path, monk
     flags.FLAGS(["table2", "--config=smoke", "--epochs=1"])
     table2.main(["table2"])
     assert (tmp_path / "runs" / "table2" / "synthetic-s-fc-blasso-beta50-seed0" / "results.json").exists()
+
+
+def test_train_step_is_one_sgd_step_on_the_cross_entropy():
+    config = config_lib.preset("smoke", method="sgd", momentum=0.0, weight_decay=0.0, learning_rate=0.05, epochs=1)
+    model = models.create_model("s-fc", 1, 10, (8, 8, 3))
+    state = step.create_train_state(config, model, (8, 8, 3), steps_per_epoch=4, key=jax.random.key(0))
+    images = jax.random.normal(jax.random.key(1), (16, 8, 8, 3))
+    labels = jnp.arange(16) % 10
+
+    def loss(params):  # written out here: softmax cross-entropy of the model in training mode
+        logits, _ = model.apply(
+            {"params": params, "batch_stats": state.batch_stats}, images, train=True, mutable=["batch_stats"]
+        )
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1))
+
+    grads = jax.grad(loss)(state.params)
+    new_state, mean_loss, logits, finite = step.train_step(state, images, labels)
+    assert bool(finite) and int(new_state.step) == 1
+    np.testing.assert_allclose(mean_loss, loss(state.params), rtol=1e-5)
+    expected = jax.tree.map(lambda p, g: p - 0.05 * g, state.params, grads)  # the cosine schedule at step 0
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), new_state.params, expected)
+    _, updated = model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats}, images, train=True, mutable=["batch_stats"]
+    )
+    jax.tree.map(np.testing.assert_allclose, new_state.batch_stats, updated["batch_stats"])
+    assert logits.shape == (16, 10)
+    _, _, _, finite = step.train_step(state, images.at[0, 0, 0, 0].set(jnp.nan), labels)
+    assert not bool(finite)

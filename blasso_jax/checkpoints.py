@@ -1,0 +1,169 @@
+"""A run directory: its rules, its checkpoints (orbax) and reading a run back.
+
+A run directory holds `config.jsonl`, `dataset.json`, `metrics.jsonl`, `checkpoints/` and, once
+finished, `results.json` and `sparse_params.npz`. One orbax `CheckpointManager` keeps the last k
+checkpoints and the one of best validation accuracy: a best epoch that is also a regular
+checkpoint is written once, and the best checkpoint is never newer than the newest one, so
+resuming from the newest never has to delete it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from blasso_jax import io
+from blasso_jax.config import TrainConfig, model_from_config
+from blasso_jax.models import Network
+
+
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used as asked (exists without --resume, not writable, nothing to resume)."""
+
+
+def check_workdir(workdir: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
+    """Checks, without writing anything, that `workdir` may be used as asked; returns it as an absolute Path."""
+    workdir = Path(workdir).absolute()  # orbax needs absolute paths
+    if resume and overwrite:
+        raise WorkdirError("--resume and --overwrite contradict each other; pass one")
+    if resume and latest_epoch(workdir) is None:
+        raise WorkdirError(f"nothing to resume in {workdir}: it holds no complete checkpoint (start without --resume)")
+    if not resume and not overwrite and workdir.is_dir() and any(workdir.iterdir()):
+        raise WorkdirError(
+            f"workdir {workdir} already holds a run; pass --resume to continue it or --overwrite to replace it"
+        )
+    existing = next(p for p in (workdir, *workdir.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise WorkdirError(f"workdir {workdir} is not writable: {existing} is not a writable directory")
+    return workdir
+
+
+def create_workdir(workdir: Path, *, overwrite: bool) -> None:
+    """Creates `workdir` (emptied first with `overwrite`), once the run's inputs have been checked."""
+    if overwrite and workdir.exists():
+        shutil.rmtree(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WorkdirError(f"workdir {workdir} is not writable: {error.strerror}") from error
+
+
+def _orbax():
+    """orbax.checkpoint, imported on first use so that benchmarks run where only JAX is installed."""
+    import orbax.checkpoint
+
+    return orbax.checkpoint
+
+
+def tree_bytes(tree: Any) -> int:
+    """Bytes of every array in a pytree (what a checkpoint of it stores)."""
+    return sum(
+        np.asarray(leaf).nbytes if np.isscalar(leaf) else leaf.size * leaf.dtype.itemsize
+        for leaf in jax.tree.leaves(tree)
+    )
+
+
+def checkpointed_tree(state: Any) -> dict[str, Any]:
+    """The parts of a train state a checkpoint stores (the step function and optimizer are rebuilt from config)."""
+    return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats, "opt_state": state.opt_state}
+
+
+def _validation_rank(metrics: dict[str, Any]) -> tuple[float, int]:
+    """Orders checkpoints by validation accuracy, the earliest epoch first among equals (as the history picks it)."""
+    return (metrics["val_accuracy"], -metrics["epoch"])
+
+
+def _manager(path: Path, keep: int | None = None):
+    """One orbax manager: the last `keep` checkpoints plus the best by validation accuracy (None: read only)."""
+    ocp = _orbax()
+    policy = None
+    if keep is not None:
+        policy = ocp.checkpoint_managers.AnyPreservationPolicy(
+            [
+                ocp.checkpoint_managers.LatestN(n=keep),
+                ocp.checkpoint_managers.BestN(
+                    get_metric_fn=_validation_rank, n=1, keep_checkpoints_without_metrics=False
+                ),
+            ]
+        )
+    options = ocp.CheckpointManagerOptions(
+        best_fn=_validation_rank, preservation_policy=policy, enable_async_checkpointing=False
+    )
+    return ocp.CheckpointManager(path, options=options)
+
+
+class Checkpoints:
+    """The last `keep` checkpoints of a run and the one of best validation accuracy, in `<workdir>/checkpoints`.
+
+    Orbax writes each checkpoint into a temporary directory and renames it when complete, so a
+    checkpoint half-written at a crash is never listed, never restored.
+    """
+
+    def __init__(self, workdir: Path, keep: int):
+        self.manager = _manager(workdir / "checkpoints", keep)
+
+    def save(self, epoch: int, state: Any, val_accuracy: float | None = None) -> None:
+        """Saves `state` at `epoch`; `val_accuracy` ranks it for the best checkpoint (None: never the best)."""
+        metrics = None if val_accuracy is None else {"val_accuracy": val_accuracy, "epoch": epoch}
+        self.manager.save(epoch, args=_orbax().args.StandardSave(checkpointed_tree(state)), metrics=metrics, force=True)
+        self.manager.wait_until_finished()
+
+    def restore(self, state: Any) -> tuple[int, Any]:
+        """The newest checkpoint's epoch and `state` with its contents."""
+        epoch = self.manager.latest_step()
+        target = jax.tree.map(_orbax().utils.to_shape_dtype_struct, checkpointed_tree(state))
+        restored = self.manager.restore(epoch, args=_orbax().args.StandardRestore(target))
+        return epoch, state.replace(**restored)
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def latest_epoch(workdir: str | os.PathLike) -> int | None:
+    """The epoch of the newest complete checkpoint in `workdir`, or None."""
+    path = Path(workdir).absolute() / "checkpoints"
+    if not path.is_dir():
+        return None
+    manager = _manager(path)
+    try:
+        return manager.latest_step()
+    finally:
+        manager.close()
+
+
+def read_run_info(workdir: str | os.PathLike) -> tuple[TrainConfig, dict[str, Any]]:
+    """A run's latest config and its `dataset.json` (name, image shape, classes, augmentation), without data."""
+    workdir = Path(workdir)
+    configs = io.read_jsonl(workdir / "config.jsonl")
+    if not configs:
+        raise WorkdirError(f"{workdir} holds no run: {workdir / 'config.jsonl'} is missing or empty")
+    if not (workdir / "dataset.json").is_file():
+        raise WorkdirError(f"{workdir} holds no run: {workdir / 'dataset.json'} is missing")
+    return TrainConfig.from_dict(configs[-1]), json.loads((workdir / "dataset.json").read_text())
+
+
+def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainConfig, Network, dict[str, Any]]:
+    """A finished or running run's config, model and variables (`{'params', 'batch_stats'}`).
+
+    `best=True` loads the checkpoint of best validation accuracy, else the latest one. The model
+    is rebuilt from the run's config and `dataset.json` (image shape, classes); no data is loaded.
+    Runs written before the single checkpoint directory kept their best checkpoint in `best/`.
+    """
+    workdir = Path(workdir).absolute()
+    config, dataset = read_run_info(workdir)
+    older_layout = best and (workdir / "best").is_dir()
+    manager = _manager(workdir / ("best" if older_layout else "checkpoints"))
+    epoch = manager.best_step() if best and not older_layout else manager.latest_step()
+    if epoch is None:
+        manager.close()
+        raise WorkdirError(f"{workdir} holds no {'best' if best else 'latest'} checkpoint")
+    restored = manager.restore(epoch, args=_orbax().args.StandardRestore())
+    manager.close()
+    model = model_from_config(config, dataset["num_classes"], dataset["image_shape"])
+    return config, model, {"params": restored["params"], "batch_stats": restored["batch_stats"]}

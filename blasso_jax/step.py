@@ -1,0 +1,190 @@
+"""The compiled part of training: train state, optimizer, one step, one epoch and evaluation.
+
+Parallelism follows the JAX documentation's recommendation over `pmap`: a 1-D device mesh named
+"data", the train state replicated and each batch sharded along it (`NamedSharding`). XLA inserts
+the gradient all-reduce, and BatchNorm sees the global batch, so statistics do not depend on the
+device count. The uint8 training set lives on the devices; each epoch is shuffled, augmented and
+normalised there inside a `lax.scan` of `train_step`, so the host syncs once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from blasso_jax import augment, methods
+from blasso_jax.config import PRECISION_DTYPES, TrainConfig
+from blasso_jax.models import Network
+
+
+class TrainState(train_state.TrainState):
+    """flax's TrainState plus BatchNorm statistics."""
+
+    batch_stats: Any
+
+
+class EpochTotals(NamedTuple):
+    """Sums over one epoch's steps, reduced on device and fetched once."""
+
+    loss: jax.Array
+    correct: jax.Array
+    examples: jax.Array
+    first_nonfinite_step: jax.Array  # -1 when every step was finite
+    skipped_steps: jax.Array
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+    """A 1-D "data" mesh over `devices` (default: every device, all hosts' after `jax.distributed.initialize()`)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+
+
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """Cosine decay from `config.learning_rate` to 0, stepped per batch over the whole run."""
+    return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
+
+
+def make_optimizer(config: TrainConfig, params: Any, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The optimizer of `config.method` (see `blasso_jax.methods`) with the per-step cosine schedule."""
+    return methods.get(config.method).make_optimizer(config, params, learning_rate_schedule(config, steps_per_epoch))
+
+
+def create_train_state(
+    config: TrainConfig, model: Network, image_shape: tuple[int, ...], steps_per_epoch: int, key: jax.Array
+) -> TrainState:
+    """Initial parameters, BatchNorm statistics and optimizer state from `key`."""
+    variables = model.init(key, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    tx = make_optimizer(config, variables["params"], steps_per_epoch)
+    return TrainState.create(
+        apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"], tx=tx
+    )
+
+
+def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def train_step(
+    state: TrainState, images: jax.Array, labels: jax.Array
+) -> tuple[TrainState, jax.Array, jax.Array, jax.Array]:
+    """One optimizer step on a normalised batch: `(new_state, mean loss, logits, finite)`.
+
+    `finite` says whether the loss and every gradient are finite; the caller decides whether a
+    non-finite step is kept (`make_train_epoch` never keeps one).
+    """
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats}, images, train=True, mutable=["batch_stats"]
+        )
+        return _cross_entropy(logits, labels).mean(), (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+    return state.apply_gradients(grads=grads, batch_stats=batch_stats), loss, logits, finite
+
+
+def _empty_totals() -> EpochTotals:
+    return EpochTotals(
+        loss=jnp.zeros((), jnp.float32),
+        correct=jnp.zeros((), jnp.int32),
+        examples=jnp.zeros((), jnp.int32),
+        first_nonfinite_step=jnp.full((), -1, jnp.int32),
+        skipped_steps=jnp.zeros((), jnp.int32),
+    )
+
+
+def make_train_epoch(
+    config: TrainConfig,
+    mesh: jax.sharding.Mesh,
+    num_examples: int,
+    policy: str,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, EpochTotals]]:
+    """A jitted `(state, x_uint8, y, key) -> (state, totals)` that runs one shuffled epoch on device.
+
+    It shuffles, gathers, augments and normalises each batch and scans `train_step` over them.
+    Batches that do not fill `batch_size` are dropped, as usual. A step with a non-finite loss or
+    gradient is never applied: with 'skip' it is counted, with 'stop' the state freezes there and
+    the caller stops the run.
+    """
+    batch_size = config.batch_size
+    steps = num_examples // batch_size
+    batch_sharding = NamedSharding(mesh, P("data"))
+    compute_dtype = PRECISION_DTYPES[config.precision]
+    skip = config.on_nonfinite == "skip"
+
+    def epoch(state, x, y, key):
+        def scanned_step(carry, inputs):
+            state, totals = carry
+            indices, key, step = inputs
+            images = jax.lax.with_sharding_constraint(x[indices], batch_sharding)
+            labels = jax.lax.with_sharding_constraint(y[indices], batch_sharding)
+            images = augment.normalize(augment.augment_batch(key, images, policy), mean, std, compute_dtype)
+            new_state, loss, logits, finite = train_step(state, images, labels)
+            apply = finite if skip else finite & (totals.first_nonfinite_step < 0)
+            state = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_state, state)
+            totals = EpochTotals(
+                loss=totals.loss + jnp.where(apply, loss, 0.0),
+                correct=totals.correct + jnp.where(apply, jnp.sum(jnp.argmax(logits, -1) == labels), 0),
+                examples=totals.examples + jnp.where(apply, batch_size, 0),
+                first_nonfinite_step=jnp.where(
+                    (totals.first_nonfinite_step < 0) & ~finite, step, totals.first_nonfinite_step
+                ),
+                skipped_steps=totals.skipped_steps + (~finite).astype(jnp.int32),
+            )
+            return (state, totals), None
+
+        order_key, augment_key = jax.random.split(key)
+        order = jax.random.permutation(order_key, num_examples)[: steps * batch_size].reshape(steps, batch_size)
+        inputs = (order, jax.random.split(augment_key, steps), jnp.arange(steps))
+        (state, totals), _ = jax.lax.scan(scanned_step, (state, _empty_totals()), inputs)
+        return state, totals
+
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(epoch, donate_argnums=0, out_shardings=(replicated, replicated))
+
+
+def pad_for_eval(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pads an eval split to whole batches; padded labels are -1 and count for nothing."""
+    padded = -(-len(x) // batch_size) * batch_size
+    x_pad = np.zeros((padded, *x.shape[1:]), x.dtype)
+    y_pad = np.full((padded,), -1, np.int32)
+    x_pad[: len(x)], y_pad[: len(y)] = x, y
+    return x_pad, y_pad
+
+
+def make_evaluate(
+    config: TrainConfig, mesh: jax.sharding.Mesh, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> Callable[[TrainState, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+    """A jitted `(state, x_padded, y_padded) -> (correct, loss_sum)` over a padded split."""
+    batch_sharding = NamedSharding(mesh, P("data"))
+    compute_dtype = PRECISION_DTYPES[config.precision]
+
+    def evaluate(state, x, y):
+        def body(totals, batch):
+            images, labels = (jax.lax.with_sharding_constraint(a, batch_sharding) for a in batch)
+            logits = state.apply_fn(
+                {"params": state.params, "batch_stats": state.batch_stats},
+                augment.normalize(images, mean, std, compute_dtype),
+                train=False,
+            )
+            valid = labels >= 0
+            correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
+            loss = jnp.sum(jnp.where(valid, _cross_entropy(logits, jnp.maximum(labels, 0)), 0.0))
+            return (totals[0] + correct, totals[1] + loss), None
+
+        batches = (x.reshape(-1, batch_size, *x.shape[1:]), y.reshape(-1, batch_size))
+        totals, _ = jax.lax.scan(body, (jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)), batches)
+        return totals
+
+    return jax.jit(evaluate)
