@@ -149,11 +149,15 @@ def read_run_info(workdir: str | os.PathLike) -> tuple[TrainConfig, dict[str, An
 
 
 def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainConfig, Network, dict[str, Any]]:
-    """A finished or running run's config, model and variables (`{'params', 'batch_stats'}`).
+    """A finished or running run's config, model and variables, rebuilt from its directory without data.
 
-    `best=True` loads the checkpoint of best validation accuracy, else the latest one. The model
-    is rebuilt from the run's config and `dataset.json` (image shape, classes); no data is loaded.
-    Runs written before the single checkpoint directory kept their best checkpoint in `best/`.
+    Args:
+      workdir: a run directory (`config.jsonl`, `dataset.json`, `checkpoints/`).
+      best: load the checkpoint of best validation accuracy instead of the newest one. Runs written
+        before the single checkpoint directory kept their best checkpoint in `best/`; it is read there.
+
+    Returns:
+      `(config, model, {'params': ..., 'batch_stats': ...})`, as numpy arrays; `model.apply` takes them.
     """
     workdir = Path(workdir).absolute()
     config, dataset = read_run_info(workdir)

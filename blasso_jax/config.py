@@ -155,7 +155,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
-    """The named preset with `overrides` applied."""
+    """The named preset with `overrides` applied.
+
+    Args:
+      name: a key of `PRESETS`.
+      **overrides: `TrainConfig` fields to set over the preset.
+
+    Returns:
+      The `TrainConfig` (not yet validated against a device count: see `TrainConfig.validate`).
+
+    Examples:
+      >>> config = preset("cpu_locality", dataset="/data/cifar10.tar.gz", epochs=50)
+      >>> (config.model, config.alpha, config.beta, config.l1_first, config.epochs)
+      ('s-fc', 1, 1.0, 0.001, 50)
+      >>> run_name(config)
+      'cifar10-s-fc-blasso-beta1-seed0'
+    """
     _choice("preset", name, tuple(PRESETS))
     return TrainConfig().replace(**{**PRESETS[name], **overrides})
 

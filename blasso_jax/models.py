@@ -109,6 +109,20 @@ def layer_specs(
     weight sharing, *-FC replace each conv by a dense layer between flattened maps of the same
     sizes. 3-FC has two hidden layers of `width` units (default: `three_fc_width` matching S-FC's
     weight count at the same α).
+
+    Args:
+      name: one of `MODEL_NAMES`.
+      alpha: base channels α.
+      image_shape: `(H, W, C)` of the inputs.
+      num_classes: classes of the classifier (3-FC's default width depends on it).
+      width: 3-FC's hidden width; ignored by the other models.
+
+    Returns:
+      One `LayerSpec` per hidden layer, in order.
+
+    Examples:
+      >>> [(s.kind, s.features, s.kernel_size, s.stride) for s in layer_specs("s-conv", 150, (32, 32, 3))]
+      [('conv', 150, 9, 2), ('dense', 3600, 1, 1)]
     """
     _check_arguments(name, alpha, image_shape, num_classes)
     height, width_px, channels = image_shape
@@ -140,7 +154,20 @@ def layer_specs(
 
 
 def three_fc_width(target_weights: int, input_dim: int, num_classes: int) -> int:
-    """Width h of 3-FC (input → h → h → classes) whose weight count h² + h·(input + classes) is nearest the target."""
+    """Width h of 3-FC (input → h → h → classes) whose weight count h² + h·(input + classes) is nearest the target.
+
+    Args:
+      target_weights: the weight count to match (S-FC's at the same α, by default).
+      input_dim: H·W·C of the inputs.
+      num_classes: classes of the classifier.
+
+    Returns:
+      The width h ≥ 1.
+
+    Examples:
+      >>> three_fc_width(256_240_800, 3072, 10)
+      14541
+    """
     b = input_dim + num_classes
     root = (-b + math.sqrt(b * b + 4 * target_weights)) / 2
     candidates = [max(1, math.floor(root)), max(1, math.ceil(root))]
@@ -177,8 +204,25 @@ def create_model(
 ) -> Network:
     """The paper's model `name` (one of `MODEL_NAMES`) with base channels α, for images of `image_shape`.
 
-    `width` sets 3-FC's hidden width (ignored by other models). `dtype` is the compute dtype
-    (e.g. bfloat16 for mixed precision); parameters stay in `param_dtype`.
+    Args:
+      name: one of `MODEL_NAMES`.
+      alpha: base channels α.
+      num_classes: classes of the classifier layer.
+      image_shape: `(H, W, C)` of the inputs.
+      width: 3-FC's hidden width (ignored by the other models).
+      dtype: the compute dtype (e.g. bfloat16 for mixed precision).
+      param_dtype: the parameters' dtype.
+
+    Returns:
+      A `Network` (flax.linen); `apply(..., train=True)` updates BatchNorm statistics.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from blasso_jax import count_params
+      >>> model = create_model("s-fc", alpha=1, num_classes=10, image_shape=(32, 32, 3))
+      >>> shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
+      >>> count_params(shapes["params"])
+      792816
     """
     specs = layer_specs(name, alpha, tuple(image_shape), num_classes, width)
     return Network(layers=specs, num_classes=num_classes, dtype=dtype, param_dtype=param_dtype)

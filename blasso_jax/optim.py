@@ -62,6 +62,16 @@ def add_l1_sign(l1: ScalarTree, mask: Mask = None) -> optax.GradientTransformati
       l1: λ, a float or a pytree of floats matching (a prefix of) the parameters, e.g. one λ for
         the first layer and one for the rest.
       mask: None for every leaf, a pytree of bools, or a function of the params returning one.
+
+    Returns:
+      A stateless `optax.GradientTransformation`; its `update` needs `params`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = add_l1_sign(0.1)
+      >>> updates, _ = tx.update({"w": jnp.zeros(3)}, tx.init({"w": jnp.zeros(3)}), {"w": jnp.array([-2.0, 0.0, 3.0])})
+      >>> updates["w"].tolist()
+      [-0.10000000149011612, 0.0, 0.10000000149011612]
     """
 
     def update_fn(updates, state, params=None):
@@ -83,6 +93,21 @@ def hard_threshold(threshold: ScalarTree, mask: Mask = None) -> optax.GradientTr
     Like `optax.keep_params_nonnegative`, it constrains the parameters after the step, so it must be
     the last transform of a chain. The test uses the new parameters in their own dtype, as
     `optax.apply_updates` will store them, and `p + (-p)` is exactly +0 in IEEE arithmetic.
+
+    Args:
+      threshold: a float or a pytree of floats matching (a prefix of) the parameters.
+      mask: None for every leaf, a pytree of bools, or a function of the params returning one.
+
+    Returns:
+      A stateless `optax.GradientTransformation`; its `update` needs `params`.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> params = {"w": jnp.array([0.5, 0.05, -0.5])}
+      >>> tx = hard_threshold(0.1)
+      >>> updates, _ = tx.update({"w": jnp.array([0.0, 0.01, 0.45])}, tx.init(params), params)
+      >>> optax.apply_updates(params, updates)["w"].tolist()
+      [0.5, 0.0, 0.0]
     """
 
     def prune(u, p, t):
@@ -110,6 +135,18 @@ def blasso(
       l1: λ, a float or a pytree of floats (see `add_l1_sign`); the threshold is β·λ per leaf.
       beta: β ≥ 0.
       mask: where β-LASSO applies (the trainer passes `kernel_mask`); elsewhere plain SGD.
+
+    Returns:
+      `optax.chain(add_l1_sign(l1), optax.sgd(learning_rate), hard_threshold(beta * l1))`, stateless
+      but for the schedule's step count.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> params = {"w": jnp.array([1.0, 0.004, -0.3])}
+      >>> tx = blasso(learning_rate=0.1, l1=1e-3, beta=50.0)  # prunes |θ| < 0.05
+      >>> updates, _ = tx.update({"w": jnp.array([0.0, 0.0, -2.0])}, tx.init(params), params)
+      >>> [round(v, 4) for v in optax.apply_updates(params, updates)["w"].tolist()]
+      [0.9999, 0.0, -0.0999]
     """
     threshold = jax.tree.map(lambda lam: beta * lam, l1)
     return optax.chain(
@@ -124,7 +161,18 @@ def _path_names(path) -> tuple[str, ...]:
 
 
 def kernel_mask(params: PyTree) -> PyTree:
-    """True on weight matrices and filters (leaves named `kernel`), False on biases and BatchNorm."""
+    """True on weight matrices and filters (leaves named `kernel`), False on biases and BatchNorm.
+
+    Args:
+      params: a flax parameter tree.
+
+    Returns:
+      A pytree of bools with the structure of `params`, usable as an optax `mask`.
+
+    Examples:
+      >>> kernel_mask({"layer1": {"kernel": 0.0}, "norm1": {"scale": 1.0, "bias": 0.0}})
+      {'layer1': {'kernel': True}, 'norm1': {'bias': False, 'scale': False}}
+    """
     return jax.tree_util.tree_map_with_path(lambda path, _: _path_names(path)[-1] == "kernel", params)
 
 
@@ -133,6 +181,19 @@ def layerwise_l1(params: PyTree, first: float, rest: float, first_layer: str = "
 
     The paper tunes these two separately: "higher λ for the layer that corresponds to the
     convolution improves the performance".
+
+    Args:
+      params: a flax parameter tree whose top-level keys are layer names.
+      first: λ of `first_layer`.
+      rest: λ of every other leaf.
+      first_layer: the name of the first layer.
+
+    Returns:
+      A pytree of floats with the structure of `params`, for `add_l1_sign` or `blasso`.
+
+    Examples:
+      >>> layerwise_l1({"layer1": {"kernel": 0.0}, "layer2": {"kernel": 0.0}}, first=2e-5, rest=5e-6)
+      {'layer1': {'kernel': 2e-05}, 'layer2': {'kernel': 5e-06}}
     """
     return jax.tree_util.tree_map_with_path(
         lambda path, _: first if _path_names(path)[0] == first_layer else rest, params
@@ -147,12 +208,31 @@ def _kernels(params: PyTree) -> dict[str, jax.Array]:
 
 
 def nonzero_counts(params: PyTree) -> dict[str, jax.Array]:
-    """Number of non-zero kernel entries per layer, as device scalars (usable under `jax.jit`)."""
+    """Number of non-zero kernel entries per layer, as device scalars (usable under `jax.jit`).
+
+    Args:
+      params: a flax parameter tree.
+
+    Returns:
+      `{layer path: count}` for every `kernel` leaf, in layer order (`layer2` before `layer10`).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> {k: int(v) for k, v in nonzero_counts({"layer1": {"kernel": jnp.array([0.0, 1.0, 2.0])}}).items()}
+      {'layer1': 2}
+    """
     return {name: jnp.count_nonzero(kernel) for name, kernel in _kernels(params).items()}
 
 
 def kernel_sizes(params: PyTree) -> dict[str, int]:
-    """Number of kernel entries per layer: the dense count that `nonzero_counts` is measured against."""
+    """Number of kernel entries per layer: the dense count that `nonzero_counts` is measured against.
+
+    Args:
+      params: a flax parameter tree (arrays or `jax.ShapeDtypeStruct`s).
+
+    Returns:
+      `{layer path: entries}` for every `kernel` leaf, in layer order.
+    """
     return {name: int(kernel.size) for name, kernel in _kernels(params).items()}
 
 
@@ -162,6 +242,19 @@ def _natural_key(name: str) -> tuple:
 
 
 def count_params(params: PyTree, *, kernels_only: bool = True) -> int:
-    """Number of weights: kernel entries (as the paper's tables count them), or every entry."""
+    """Number of weights: kernel entries (as the paper's tables count them), or every entry.
+
+    Args:
+      params: a flax parameter tree.
+      kernels_only: count only `kernel` leaves (biases and BatchNorm left out), as the paper does.
+
+    Returns:
+      The number of entries.
+
+    Examples:
+      >>> import numpy as np
+      >>> count_params({"layer1": {"kernel": np.zeros((3, 4)), "bias": np.zeros(4)}})
+      12
+    """
     flat = traverse_util.flatten_dict(params)
     return sum(int(value.size) for key, value in flat.items() if key[-1] == "kernel" or not kernels_only)

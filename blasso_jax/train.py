@@ -263,8 +263,17 @@ def train_and_evaluate(
 ) -> dict[str, Any] | None:
     """Trains per `config`, logging `metrics.jsonl` and checkpoints in `workdir`; returns `results.json`'s content.
 
-    `stop_after=k` checkpoints and returns None after epoch k, for jobs with a time limit; a later
-    call with `resume=True` continues exactly where it stopped.
+    Args:
+      config: the run; checked before anything is written.
+      workdir: the run directory; refused if it holds a run, unless `resume` or `overwrite`.
+      resume: continue from the newest complete checkpoint (bitwise as if never interrupted, on CPU).
+      overwrite: replace whatever `workdir` holds.
+      stop_after: checkpoint and return None after this epoch, for jobs with a time limit; a later
+        call with `resume=True` continues exactly where it stopped.
+
+    Returns:
+      The content of `results.json` (best-validation and final accuracies, non-zeros, locality,
+      config, commit, device, wall time), or None after `stop_after`.
     """
     start_time = time.time()
     run = _start(config, workdir, resume=resume, overwrite=overwrite)
