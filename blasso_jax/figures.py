@@ -85,14 +85,16 @@ def _layer_names(runs: dict[str, list[dict]]) -> list[str]:
     return names
 
 
-def _figure_legend(fig: Figure, axes: Sequence[Any]) -> None:
-    """One legend for the figure, each label once, below the panels."""
+def _figure_legend(fig: Figure, axes: Sequence[Any], max_columns: int = 6) -> None:
+    """One legend for the figure, each label once, below the panels, in at most `max_columns` columns."""
     entries: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
-        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 6))
+        fig.legend(
+            list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), max_columns)
+        )
 
 
 def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, float]]) -> Figure:
@@ -265,5 +267,5 @@ def plot_locality(runs: dict[str, list[dict]], image_shape: Sequence[int]) -> Fi
     for ax in (share_ax, radius_ax):
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
-    _figure_legend(fig, (share_ax, radius_ax))
+    _figure_legend(fig, (share_ax, radius_ax), max_columns=3)
     return fig
