@@ -15,12 +15,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 
 from blasso_jax import io
 from blasso_jax.config import TrainConfig, model_from_config
-from blasso_jax.models import Network
 
 
 class WorkdirError(RuntimeError):
@@ -148,7 +148,7 @@ def read_run_info(workdir: str | os.PathLike) -> tuple[TrainConfig, dict[str, An
     return TrainConfig.from_dict(configs[-1]), json.loads((workdir / "dataset.json").read_text())
 
 
-def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainConfig, Network, dict[str, Any]]:
+def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainConfig, nn.Module, dict[str, Any]]:
     """A finished or running run's config, model and variables, rebuilt from its directory without data.
 
     Args:

@@ -6,10 +6,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax.numpy as jnp
 
 from blasso_jax import methods
-from blasso_jax.models import MODEL_NAMES, Network, create_model
+from blasso_jax.models import KERNEL_SIZES, MODEL_NAMES, create_model
 
 PRECISION_DTYPES = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
 PRECISIONS = tuple(PRECISION_DTYPES)
@@ -25,6 +26,7 @@ class TrainConfig:
     model: str = "s-fc"
     alpha: int = 150  # base channels; Table 1's sizes imply α=150 for the shallow models
     width: int | None = None  # 3-FC hidden width (None: match S-FC's weight count)
+    kernel_size: int = 3  # ResNet18's block kernels (Figure 5): odd, 3 to 15
     dataset: str = "cifar10"  # tfds name, 'synthetic', or a local image folder / .tar.gz / .npz
     data_dir: str | None = None  # tfds data dir (None: $TFDS_DATA_DIR or ~/tensorflow_datasets)
     cache_dir: str | None = None  # decoded local copies (None: $BLASSO_JAX_CACHE or ~/.cache/blasso_jax)
@@ -75,6 +77,7 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         _choice("augment", self.augment, AUGMENTS)
         _choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        _choice("kernel_size", self.kernel_size, KERNEL_SIZES)
         for name, low in _LOWER_BOUNDS.items():
             _at_least(name, getattr(self, name), low)
         if not self.learning_rate > 0:
@@ -192,7 +195,7 @@ def run_name(config: TrainConfig) -> str:
     return f"{dataset}-{config.model}-{methods.get(config.method).run_name(config)}-seed{config.seed}"
 
 
-def model_from_config(config: TrainConfig, num_classes: int, image_shape: tuple[int, ...]) -> Network:
+def model_from_config(config: TrainConfig, num_classes: int, image_shape: tuple[int, ...]) -> nn.Module:
     """The flax model a config trains, for a dataset's class count and image shape."""
     return create_model(
         config.model,
@@ -200,5 +203,6 @@ def model_from_config(config: TrainConfig, num_classes: int, image_shape: tuple[
         num_classes,
         tuple(image_shape),
         width=config.width,
+        kernel_size=config.kernel_size,
         dtype=PRECISION_DTYPES[config.precision],
     )

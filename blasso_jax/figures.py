@@ -50,6 +50,14 @@ def save_figure(fig: Figure, path_without_suffix: str | os.PathLike, *, dpi: int
     return paths
 
 
+def layer_weights(name: str, alpha: int, num_classes: int, image_shape: Sequence[int]) -> dict[str, int]:
+    """Kernel entries per layer of model `name`, from `jax.eval_shape` of its init: nothing is allocated."""
+    model = create_model(name, alpha, num_classes, tuple(image_shape))
+    init = functools.partial(model.init, train=False)
+    shapes = jax.eval_shape(init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+    return kernel_sizes(shapes["params"])
+
+
 def reference_counts(
     alpha: int, image_shape: Sequence[int], num_classes: int | Sequence[int]
 ) -> dict[str, dict[str, int]]:
@@ -65,10 +73,7 @@ def reference_counts(
     for label, name in REFERENCE_MODELS.items():
         per_classes = {}
         for classes in class_counts:
-            model = create_model(name, alpha, classes, tuple(image_shape))
-            init = functools.partial(model.init, train=False)
-            shapes = jax.eval_shape(init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
-            per_classes[classes] = kernel_sizes(shapes["params"])
+            per_classes[classes] = layer_weights(name, alpha, classes, image_shape)
         first = per_classes[class_counts[0]]
         counts[label] = {layer: n for layer, n in first.items() if all(c[layer] == n for c in per_classes.values())}
         if len(class_counts) > 1:
@@ -268,4 +273,36 @@ def plot_locality(runs: dict[str, list[dict]], image_shape: Sequence[int]) -> Fi
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
     _figure_legend(fig, (share_ax, radius_ax), max_columns=3)
+    return fig
+
+
+# Figure 1's memory line: the weights one 16 GiB device holds in 16-bit (2 bytes each), the V100 of the paper.
+DEVICE_MEMORY_BYTES = 16 * 2**30
+BYTES_PER_WEIGHT = 2
+
+
+def plot_sizes(by_alpha: dict[str, dict[int, int]], by_image_side: dict[str, dict[int, int]]) -> Figure:
+    """Figure 1 (right): weights against α and against the image side, one line per model, log-log.
+
+    `by_alpha[model][α]` and `by_image_side[model][side]` are weight counts (e.g. from `layer_weights`);
+    a dashed line marks what a 16 GiB device holds in 16-bit.
+    """
+    fig = _new_figure(figsize=(9, 3.8))
+    axes = fig.subplots(1, 2)
+    memory_line = DEVICE_MEMORY_BYTES / BYTES_PER_WEIGHT
+    for ax, series, xlabel in (
+        (axes[0], by_alpha, "α (base channels), 32×32 images"),
+        (axes[1], by_image_side, "image side (px)"),
+    ):
+        for name, points in series.items():
+            xs = sorted(points)
+            ax.plot(xs, [points[x] for x in xs], marker=".", label=name.upper())
+        ax.axhline(memory_line, linestyle="--", color="black", linewidth=1, label="16 GiB in 16-bit")
+        ax.set(xscale="log", yscale="log", xlabel=xlabel)
+        ticks = sorted({x for points in series.values() for x in points})
+        ax.set_xticks(ticks, labels=[str(x) for x in ticks], minor=False)
+        ax.set_xticks([], minor=True)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("weights (kernel entries)")
+    _figure_legend(fig, axes, max_columns=4)
     return fig

@@ -92,7 +92,10 @@ def _flatten(x: jnp.ndarray) -> jnp.ndarray:
     return x.reshape(x.shape[0], -1)
 
 
-MODEL_NAMES = ("s-conv", "d-conv", "s-local", "d-local", "s-fc", "d-fc", "3-fc")
+# The paper's Tables 3/4 as `Network` stacks (`layer_specs`), and ResNet18 (Figure 5, `blasso_jax.resnet`).
+STACK_MODELS = ("s-conv", "d-conv", "s-local", "d-local", "s-fc", "d-fc", "3-fc")
+MODEL_NAMES = (*STACK_MODELS, "resnet18")
+KERNEL_SIZES = tuple(range(3, 16, 2))  # ResNet18's block kernels in Figure 5
 
 # D-CONV (Table 4): output channels as multiples of α and strides of the eight 3x3 convolutions.
 _DEEP_CHANNELS = (1, 2, 2, 4, 4, 8, 8, 16)
@@ -125,6 +128,8 @@ def layer_specs(
       [('conv', 150, 9, 2), ('dense', 3600, 1, 1)]
     """
     _check_arguments(name, alpha, image_shape, num_classes)
+    if name not in STACK_MODELS:
+        raise ValueError(f"{name} is not a stack of layers; layer_specs covers {', '.join(STACK_MODELS)}")
     height, width_px, channels = image_shape
     if name == "3-fc":
         if width is None:
@@ -183,7 +188,7 @@ def _check_arguments(name: str, alpha: int, image_shape: Sequence[int], num_clas
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     if len(image_shape) != 3 or any(int(d) < 1 for d in image_shape):
         raise ValueError(f"image_shape must be (height, width, channels), got {tuple(image_shape)!r}")
-    divisor = {"s": 2, "d": 16, "3": 1}[name[0]]
+    divisor = {"s": 2, "d": 16, "3": 1, "r": 8}[name[0]]
     for side in image_shape[:2]:
         if side % divisor:
             raise ValueError(
@@ -199,9 +204,10 @@ def create_model(
     image_shape: Sequence[int] = (32, 32, 3),
     *,
     width: int | None = None,
+    kernel_size: int = 3,
     dtype: jnp.dtype = jnp.float32,
     param_dtype: jnp.dtype = jnp.float32,
-) -> Network:
+) -> nn.Module:
     """The paper's model `name` (one of `MODEL_NAMES`) with base channels α, for images of `image_shape`.
 
     Args:
@@ -210,11 +216,13 @@ def create_model(
       num_classes: classes of the classifier layer.
       image_shape: `(H, W, C)` of the inputs.
       width: 3-FC's hidden width (ignored by the other models).
+      kernel_size: ResNet18's block kernel size, odd, 3 to 15 (ignored by the other models).
       dtype: the compute dtype (e.g. bfloat16 for mixed precision).
       param_dtype: the parameters' dtype.
 
     Returns:
-      A `Network` (flax.linen); `apply(..., train=True)` updates BatchNorm statistics.
+      A flax.linen module (`Network`, or `resnet.ResNet18`); `apply(..., train=True)` updates BatchNorm
+      statistics.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -224,5 +232,12 @@ def create_model(
       >>> count_params(shapes["params"])
       792816
     """
+    if name == "resnet18":
+        _check_arguments(name, alpha, image_shape, num_classes)
+        if kernel_size not in KERNEL_SIZES:
+            raise ValueError(f"kernel_size must be one of {KERNEL_SIZES} for resnet18, got {kernel_size!r}")
+        from blasso_jax.resnet import ResNet18  # resnet imports nothing from here; kept apart as its own module
+
+        return ResNet18(alpha, num_classes, kernel_size, dtype=dtype, param_dtype=param_dtype)
     specs = layer_specs(name, alpha, tuple(image_shape), num_classes, width)
     return Network(layers=specs, num_classes=num_classes, dtype=dtype, param_dtype=param_dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +23,6 @@ from jax.sharding import PartitionSpec as P
 
 from blasso_jax import augment, methods
 from blasso_jax.config import PRECISION_DTYPES, TrainConfig
-from blasso_jax.models import Network
 
 
 class TrainState(train_state.TrainState):
@@ -58,7 +58,7 @@ def make_optimizer(config: TrainConfig, params: Any, steps_per_epoch: int) -> op
 
 
 def create_train_state(
-    config: TrainConfig, model: Network, image_shape: tuple[int, ...], steps_per_epoch: int, key: jax.Array
+    config: TrainConfig, model: nn.Module, image_shape: tuple[int, ...], steps_per_epoch: int, key: jax.Array
 ) -> TrainState:
     """Initial parameters, BatchNorm statistics and optimizer state from `key`."""
     variables = model.init(key, jnp.zeros((1, *image_shape), jnp.float32), train=False)

@@ -10,7 +10,7 @@ from absl import flags
 import blasso_jax as bj
 from blasso_jax import config as config_lib
 from blasso_jax import io, methods
-from experiments import benchmark, fig3, locality_table, table1, table2
+from experiments import benchmark, fig1, fig3, locality_table, table1, table2
 from experiments import flags as train_flags
 
 
@@ -120,3 +120,15 @@ def test_a_method_is_one_registry_entry(tmp_path, capsys):
         del methods.METHODS["sgd_l1"]
     with pytest.raises(ValueError, match="unknown method 'sgd_l1'; valid: blasso, sgd"):
         config.validate()
+
+
+def test_fig1_counts_the_real_models_and_meets_table1(tmp_path, capsys):
+    run(fig1, ["--alphas=1,150", "--image_sides=32,64", f"--out={tmp_path / 'fig1'}"])
+    assert (tmp_path / "fig1.png").stat().st_size > 1000
+    by_alpha, by_side = fig1.sizes()
+    # Table 1's weight counts: S-FC and S-CONV at α=150, D-FC at α=15, all on 32×32 images.
+    assert by_alpha["s-fc"][150] == 256_240_800
+    assert by_alpha["s-conv"][150] == 138_312_450
+    assert by_side["d-fc"][32] == 282_203_520
+    assert by_side["s-fc"][64] > 8 * by_side["s-fc"][32]  # its dense first layer grows as the image side⁴
+    assert "s-fc: α=1: 792,816" in capsys.readouterr().out
