@@ -147,6 +147,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "table1": {"method": "sgd"},
     # experiments.benchmark on a CPU applies it over --config: α=2 keeps a 2,048-image epoch under a second.
     "benchmark_cpu": {"alpha": 2},
+    # Figure 5 on a CPU: ResNet18 at 1/16 width (α=4) for 3 epochs; a sketch of the figure, not the paper's.
+    "fig5_cpu": {"model": "resnet18", "alpha": 4, "epochs": 3, "precision": "fp32", "checkpoint_every": 1},
     # A run that finishes end to end on a CPU in well under a minute.
     "smoke": dict(
         dataset="synthetic",
@@ -187,12 +189,14 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
 def run_name(config: TrainConfig) -> str:
     """A run's directory name, '<dataset>-<model>-<method part>-seed<seed>', e.g. cifar10-s-fc-blasso-beta50-seed0.
 
-    A local copy of a paper dataset is named after it ('cifar10' for a CIFAR-10 image folder).
+    A local copy of a paper dataset is named after it ('cifar10' for a CIFAR-10 image folder); ResNet18
+    runs name their kernel size too (cifar10-resnet18-k7-sgd-seed0).
     """
     from blasso_jax.report import paper_dataset  # report reads configs: imported here to avoid a cycle
 
     dataset = paper_dataset(config.dataset) or Path(config.dataset).stem
-    return f"{dataset}-{config.model}-{methods.get(config.method).run_name(config)}-seed{config.seed}"
+    model = f"{config.model}-k{config.kernel_size}" if config.model == "resnet18" else config.model
+    return f"{dataset}-{model}-{methods.get(config.method).run_name(config)}-seed{config.seed}"
 
 
 def model_from_config(config: TrainConfig, num_classes: int, image_shape: tuple[int, ...]) -> nn.Module:

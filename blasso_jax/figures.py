@@ -306,3 +306,23 @@ def plot_sizes(by_alpha: dict[str, dict[int, int]], by_image_side: dict[str, dic
     axes[0].set_ylabel("weights (kernel entries)")
     _figure_legend(fig, axes, max_columns=4)
     return fig
+
+
+def plot_kernel_sizes(accuracy: dict[str, dict[str, dict[int, float]]]) -> Figure:
+    """Figure 5: test accuracy against ResNet18's kernel size, one panel per dataset and one line per method.
+
+    `accuracy[dataset][method label][kernel size]` is a test accuracy in percent.
+    """
+    if not accuracy:
+        raise ValueError("no accuracies to plot")
+    fig = _new_figure(figsize=(4.2 * len(accuracy), 3.8))
+    axes = fig.subplots(1, len(accuracy), squeeze=False)[0]
+    for ax, (dataset, by_method) in zip(axes, accuracy.items()):
+        for label, points in by_method.items():
+            sizes = sorted(points)
+            ax.plot(sizes, [points[k] for k in sizes], marker="o", label=label)
+        ax.set(title=dataset, xlabel="kernel size", xticks=sorted({k for p in by_method.values() for k in p}))
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("test accuracy % (best validation epoch)")
+    _figure_legend(fig, axes)
+    return fig

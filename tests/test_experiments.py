@@ -10,7 +10,7 @@ from absl import flags
 import blasso_jax as bj
 from blasso_jax import config as config_lib
 from blasso_jax import io, methods
-from experiments import benchmark, fig1, fig3, locality_table, table1, table2
+from experiments import benchmark, fig1, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
 
 
@@ -132,3 +132,32 @@ def test_fig1_counts_the_real_models_and_meets_table1(tmp_path, capsys):
     assert by_side["d-fc"][32] == 282_203_520
     assert by_side["s-fc"][64] > 8 * by_side["s-fc"][32]  # its dense first layer grows as the image side⁴
     assert "s-fc: α=1: 792,816" in capsys.readouterr().out
+
+
+def test_fig5_trains_each_kernel_size_and_method_once(tmp_path, capsys):
+    argv = [
+        "--config=smoke",
+        "--epochs=1",
+        "--synthetic_shape=8,8,3",
+        "--synthetic_train_size=192",
+        "--validation_size=64",
+        "--kernel_sizes=3,5",
+        "--datasets=synthetic",
+        f"--workdir={tmp_path}",
+    ]
+    run(fig5, argv)
+    assert "4 runs of 1 epochs (4 epochs in all)" in capsys.readouterr().out
+    table = (tmp_path / "fig5.md").read_text()
+    for kernel in (3, 5):
+        for method in ("β-LASSO β=50", "SGD"):
+            assert f"| synthetic | {kernel} | {method} | 1 |" in table
+    assert (tmp_path / "fig5.png").stat().st_size > 1000
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")}
+    assert sorted(p.parent.name for p in mtimes) == [
+        "synthetic-resnet18-k3-blasso-beta50-seed0",
+        "synthetic-resnet18-k3-sgd-seed0",
+        "synthetic-resnet18-k5-blasso-beta50-seed0",
+        "synthetic-resnet18-k5-sgd-seed0",
+    ]
+    run(fig5, argv)  # finished cells are read back, not trained again
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")} == mtimes
