@@ -10,11 +10,11 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import config, step
+from blasso_jax import config, parallel, step
 
 ALPHA, IMAGES = 4, 256
 cfg = config.preset("smoke", alpha=ALPHA, batch_size=64, precision="bf16")
-mesh = step.make_mesh(jax.devices()[:1])
+mesh = parallel.make_mesh(jax.devices()[:1])
 replicated = NamedSharding(mesh, P())
 model = config.model_from_config(cfg, 10, (32, 32, 3))
 state = jax.device_put(step.create_train_state(cfg, model, (32, 32, 3), IMAGES // 64, jax.random.key(0)), replicated)

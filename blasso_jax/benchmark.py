@@ -16,7 +16,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import step
+from blasso_jax import parallel, step
 from blasso_jax.config import TrainConfig, model_from_config
 from blasso_jax.models import layer_specs
 
@@ -87,7 +87,7 @@ def benchmark_epochs(
 ) -> dict[str, Any]:
     """Times `epochs` epochs (after `warmup`) of `step.make_train_epoch` on random uint8 images on device."""
     config = config.validate(jax.device_count())
-    mesh = step.make_mesh()
+    mesh = parallel.make_mesh()
     replicated = NamedSharding(mesh, P())
     rng = np.random.default_rng(config.seed)
     x = jax.device_put(rng.integers(0, 256, (num_examples, *image_shape), dtype=np.uint8), replicated)

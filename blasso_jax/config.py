@@ -43,6 +43,7 @@ class TrainConfig:
     augment: str = "auto"  # 'auto': the dataset's default (crop+flip for CIFAR, crop for SVHN)
     precision: str = "bf16"  # bf16 matmuls with fp32 parameters, BatchNorm and update; or fp32
     seed: int = 0
+    model_parallel: int = 1  # K: kernels split K ways along their outputs; data parallel over devices / K
     test_every: int = 1  # test accuracy every k epochs (and at every new best validation accuracy)
     locality_every: int = 10  # first-layer locality of FC models every k epochs and at the end (0: never)
     checkpoint_every: int = 10
@@ -82,10 +83,18 @@ class TrainConfig:
             _at_least(name, getattr(self, name), low)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.batch_size % device_count:
+        if device_count % self.model_parallel:
+            divisors = [k for k in range(1, device_count + 1) if device_count % k == 0]
             raise ValueError(
-                f"batch_size {self.batch_size} is not divisible by the {device_count} devices; "
-                f"use a multiple of {device_count}"
+                f"model_parallel {self.model_parallel} does not divide the {device_count} devices; "
+                f"valid: {', '.join(map(str, divisors))}"
+            )
+        data_parallel = device_count // self.model_parallel
+        if self.batch_size % data_parallel:
+            groups = f" of the data axis ({device_count} / model_parallel {self.model_parallel})"
+            raise ValueError(
+                f"batch_size {self.batch_size} is not divisible by the {data_parallel} devices"
+                f"{groups if self.model_parallel > 1 else ''}; use a multiple of {data_parallel}"
             )
         return self
 
@@ -105,6 +114,7 @@ _LOWER_BOUNDS = {
     "locality_every": 0,
     "checkpoint_every": 1,
     "keep_checkpoints": 1,
+    "model_parallel": 1,
 }
 
 

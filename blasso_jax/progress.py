@@ -46,5 +46,11 @@ def _hms(seconds: float) -> str:
 
 
 def log(message: str) -> None:
-    """A line for the user, flushed at once (runs are often followed through a pipe or a log file)."""
-    print(message, flush=True)
+    """A line for the user, flushed at once (runs are often followed through a pipe or a log file).
+
+    Only process 0 of a multi-process run prints.
+    """
+    import jax
+
+    if jax.process_index() == 0:
+        print(message, flush=True)

@@ -1,15 +1,17 @@
 """The compiled part of training: train state, optimizer, one step, one epoch and evaluation.
 
-Parallelism follows the JAX documentation's recommendation over `pmap`: a 1-D device mesh named
-"data", the train state replicated and each batch sharded along it (`NamedSharding`). XLA inserts
-the gradient all-reduce, and BatchNorm sees the global batch, so statistics do not depend on the
-device count. The uint8 training set lives on the devices; each epoch is shuffled, augmented and
-normalised there inside a `lax.scan` of `train_step`, so the host syncs once per epoch.
+Parallelism follows the JAX documentation's recommendation over `pmap`: a (data, model) device
+mesh (`parallel.make_mesh`), each batch sharded along "data" and the train state replicated over
+it, its kernels split along "model" when `model_parallel` > 1 (`parallel.state_shardings`). XLA
+inserts the collectives, and BatchNorm sees the global batch, so statistics do not depend on the
+device count. The uint8 training set lives on the devices, split by rows over "data"; each epoch
+is shuffled, augmented and normalised there inside a `lax.scan` of `train_step`, so the host syncs
+once per epoch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -21,7 +23,7 @@ from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import augment, methods
+from blasso_jax import augment, methods, parallel
 from blasso_jax.config import PRECISION_DTYPES, TrainConfig
 
 
@@ -39,12 +41,6 @@ class EpochTotals(NamedTuple):
     examples: jax.Array
     first_nonfinite_step: jax.Array  # -1 when every step was finite
     skipped_steps: jax.Array
-
-
-def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-    """A 1-D "data" mesh over `devices` (default: every device, all hosts' after `jax.distributed.initialize()`)."""
-    devices = jax.devices() if devices is None else list(devices)
-    return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
@@ -113,26 +109,29 @@ def make_train_epoch(
     """A jitted `(state, x_uint8, y, key) -> (state, totals)` that runs one shuffled epoch on device.
 
     It shuffles, gathers, augments and normalises each batch and scans `train_step` over them.
+    `x` and `y` hold `num_examples` rows (plus padding), best split over "data" (`parallel.put_rows`);
+    the state keeps the layout of `parallel.state_shardings`.
     Batches that do not fill `batch_size` are dropped, as usual. A step with a non-finite loss or
     gradient is never applied: with 'skip' it is counted, with 'stop' the state freezes there and
     the caller stops the run.
     """
     batch_size = config.batch_size
     steps = num_examples // batch_size
-    batch_sharding = NamedSharding(mesh, P("data"))
     compute_dtype = PRECISION_DTYPES[config.precision]
     skip = config.on_nonfinite == "skip"
+    replicated = NamedSharding(mesh, P())
 
     def epoch(state, x, y, key):
         def scanned_step(carry, inputs):
             state, totals = carry
             indices, key, step = inputs
-            images = jax.lax.with_sharding_constraint(x[indices], batch_sharding)
-            labels = jax.lax.with_sharding_constraint(y[indices], batch_sharding)
+            images = parallel.gather_rows(x, indices, mesh)
+            labels = parallel.gather_rows(y, indices, mesh)
             images = augment.normalize(augment.augment_batch(key, images, policy), mean, std, compute_dtype)
             new_state, loss, logits, finite = train_step(state, images, labels)
             apply = finite if skip else finite & (totals.first_nonfinite_step < 0)
             state = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_state, state)
+            state = jax.lax.with_sharding_constraint(state, parallel.state_shardings(state, mesh))
             totals = EpochTotals(
                 loss=totals.loss + jnp.where(apply, loss, 0.0),
                 correct=totals.correct + jnp.where(apply, jnp.sum(jnp.argmax(logits, -1) == labels), 0),
@@ -148,10 +147,10 @@ def make_train_epoch(
         order = jax.random.permutation(order_key, num_examples)[: steps * batch_size].reshape(steps, batch_size)
         inputs = (order, jax.random.split(augment_key, steps), jnp.arange(steps))
         (state, totals), _ = jax.lax.scan(scanned_step, (state, _empty_totals()), inputs)
-        return state, totals
+        state = jax.lax.with_sharding_constraint(state, parallel.state_shardings(state, mesh))
+        return state, jax.lax.with_sharding_constraint(totals, replicated)
 
-    replicated = NamedSharding(mesh, P())
-    return jax.jit(epoch, donate_argnums=0, out_shardings=(replicated, replicated))
+    return jax.jit(epoch, donate_argnums=0)
 
 
 def pad_for_eval(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,10 @@
 """One training run: check and prepare, restore, train epochs, summarise; and sweeps' run-or-read-back.
 
 The compiled step and epoch live in `blasso_jax.step`, the run directory and its checkpoints in
-`blasso_jax.checkpoints`; this module strings them together and writes `metrics.jsonl` and
-`results.json`.
+`blasso_jax.checkpoints`, the mesh and layouts in `blasso_jax.parallel`; this module strings them
+together and writes `metrics.jsonl` and `results.json`. Under `jax.distributed.initialize()` every
+process runs it alike (the mesh spans them all); process 0 alone writes the run's files, and all
+take part in checkpoints, as orbax requires.
 """
 
 from __future__ import annotations
@@ -19,10 +21,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
-
-from blasso_jax import analysis, io, methods
+from blasso_jax import analysis, io, methods, parallel
 from blasso_jax import data as data_lib
 from blasso_jax.checkpoints import (
     Checkpoints,
@@ -42,7 +41,6 @@ from blasso_jax.step import (
     create_train_state,
     learning_rate_schedule,
     make_evaluate,
-    make_mesh,
     make_train_epoch,
     pad_for_eval,
 )
@@ -126,23 +124,29 @@ def _start(config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, ove
     policy = dataset.augment if config.augment == "auto" else config.augment
     steps_per_epoch = len(dataset.x_train) // config.batch_size
     model = model_from_config(config, dataset.num_classes, dataset.image_shape)
-    # Every input is checked: from here on the run writes to its workdir.
-    create_workdir(workdir, overwrite=overwrite)
-    _record_run_info(workdir, config, dataset, policy, resume)
-    mesh = make_mesh()
+    # Every input is checked: from here on the run writes to its workdir (process 0 its files).
+    parallel.sync("inputs checked")
+    if parallel.is_writer():
+        create_workdir(workdir, overwrite=overwrite)
+        _record_run_info(workdir, config, dataset, policy, resume)
+    parallel.sync("workdir created")
+    mesh = parallel.make_mesh(model_parallel=config.model_parallel)
     key = jax.random.fold_in(jax.random.key(config.seed), 0)
-    state = create_train_state(config, model, dataset.image_shape, steps_per_epoch, key)
+    # Created in its sharded layout: no device ever holds a whole model-sharded kernel.
+    state = parallel.init_sharded(
+        lambda key: create_train_state(config, model, dataset.image_shape, steps_per_epoch, key), key, mesh
+    )
     run = _Run(
         config, workdir, dataset, policy, steps_per_epoch, mesh, state, Checkpoints(workdir, config.keep_checkpoints)
     )
     _log_start(run)
     if resume:
-        epoch, run.state = run.checkpoints.restore(run.state)
-        records = [r for r in io.read_jsonl(workdir / "metrics.jsonl") if r["epoch"] <= epoch]
-        io.write_jsonl(workdir / "metrics.jsonl", records)
+        epoch, run.state = run.checkpoints.restore(run.state)  # in this run's layout, whichever mesh saved it
+        run.history = [r for r in io.read_jsonl(workdir / "metrics.jsonl") if r["epoch"] <= epoch]
+        parallel.sync("metrics read")
+        if parallel.is_writer():
+            io.write_jsonl(workdir / "metrics.jsonl", run.history)
         log(f"resumed from the checkpoint of epoch {epoch}")
-    run.history = io.read_jsonl(workdir / "metrics.jsonl")
-    run.state = jax.device_put(run.state, NamedSharding(mesh, P()))
     return run
 
 
@@ -152,7 +156,8 @@ def _log_start(run: _Run) -> None:
         f"{config.model} α={config.alpha} on {dataset.name} ({len(dataset.x_train)} train / "
         f"{len(dataset.x_val)} val / {len(dataset.x_test)} test, {dataset.num_classes} classes), "
         f"{methods.get(config.method).label(config)}, {config.precision}, "
-        f"{jax.device_count()} {jax.devices()[0].device_kind} device(s); "
+        f"{jax.device_count()} {jax.devices()[0].device_kind} device(s) in {jax.process_count()} process(es), "
+        f"mesh data={run.mesh.shape['data']} x model={run.mesh.shape['model']}; "
         f"{sum(kernel_sizes(run.state.params).values()):,} weights; "
         f"checkpoint size {tree_bytes(checkpointed_tree(run.state)) / 2**20:.1f} MiB "
         f"(params, BatchNorm statistics and optimizer state, each stored once)"
@@ -162,9 +167,9 @@ def _log_start(run: _Run) -> None:
 def _train_epochs(run: _Run, stop_after: int | None) -> bool:
     """Trains from the epoch after the history to the end (or `stop_after`); True when the run is complete."""
     config, dataset = run.config, run.dataset
-    replicated = NamedSharding(run.mesh, P())
-    x_train = jax.device_put(dataset.x_train, replicated)
-    y_train = jax.device_put(dataset.y_train.astype(np.int32), replicated)
+    # The training set split by rows over "data": each device holds 1/D of it.
+    x_train = parallel.put_rows(dataset.x_train, run.mesh)
+    y_train = parallel.put_rows(dataset.y_train.astype(np.int32), run.mesh)
     train_epoch = make_train_epoch(config, run.mesh, len(dataset.x_train), run.policy, dataset.mean, dataset.std)
     accuracy = _make_accuracy(run)
     count_nonzero = jax.jit(nonzero_counts)
@@ -174,7 +179,7 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
     for epoch in range(first_epoch, config.epochs + 1):
         tic = time.time()
         run.state, totals = train_epoch(run.state, x_train, y_train, jax.random.fold_in(root_key, epoch))
-        totals, nonzero = jax.device_get((totals, count_nonzero(run.state.params)))
+        totals, nonzero = parallel.fetch((totals, count_nonzero(run.state.params)))
         if int(totals.first_nonfinite_step) >= 0 and config.on_nonfinite == "stop":
             run.checkpoints.close()
             raise NonFiniteLossError(
@@ -186,7 +191,8 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
         record = _epoch_record(run, epoch, totals, nonzero, accuracy, tic)
         _finish_epoch(run, record, stop_after)
         seconds = [r["epoch_seconds"] for r in run.history[-20:]]
-        progress.update(record, float(np.median(seconds)) * (config.epochs - epoch))
+        if parallel.is_writer():
+            progress.update(record, float(np.median(seconds)) * (config.epochs - epoch))
         if epoch == stop_after:
             run.checkpoints.close()
             log(f"stopped after epoch {epoch} as asked; continue with --resume")
@@ -198,10 +204,9 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
 def _make_accuracy(run: _Run) -> Callable[[TrainState, str], float | None]:
     """`(state, 'val' | 'test') -> accuracy`, None for an empty split; the splits stay on device."""
     config, dataset = run.config, run.dataset
-    replicated = NamedSharding(run.mesh, P())
     evaluate = make_evaluate(config, run.mesh, config.batch_size, dataset.mean, dataset.std)
     splits = {
-        name: tuple(jax.device_put(a, replicated) for a in pad_for_eval(x, y.astype(np.int32), config.batch_size))
+        name: tuple(parallel.put_replicated(a, run.mesh) for a in pad_for_eval(x, y.astype(np.int32), config.batch_size))
         for name, (x, y) in {"val": (dataset.x_val, dataset.y_val), "test": (dataset.x_test, dataset.y_test)}.items()
         if len(x)
     }
@@ -249,7 +254,8 @@ def _finish_epoch(run: _Run, record: dict, stop_after: int | None) -> None:
     new_best = record["val_accuracy"] is not None and (best is None or record["val_accuracy"] > best["val_accuracy"])
     if new_best or epoch % config.checkpoint_every == 0 or epoch in (config.epochs, stop_after):
         run.checkpoints.save(epoch, run.state, record["val_accuracy"])
-    io.append_jsonl(run.workdir / "metrics.jsonl", record)
+    if parallel.is_writer():
+        io.append_jsonl(run.workdir / "metrics.jsonl", record)
     run.history.append(record)
 
 
@@ -283,10 +289,12 @@ def train_and_evaluate(
 
 
 def _summarise(run: _Run, wall_seconds: float) -> dict[str, Any]:
-    """Writes `sparse_params.npz` and `results.json` (atomically) and returns the results."""
+    """Writes `sparse_params.npz` and `results.json` (atomically, process 0) and returns the results."""
     workdir, final, best = run.workdir, run.history[-1], run.best_record
-    params, batch_stats = jax.device_get((run.state.params, run.state.batch_stats))
-    analysis.save_sparse(workdir / "sparse_params.npz", params, batch_stats)
+    params, batch_stats = parallel.fetch((run.state.params, run.state.batch_stats))
+    if parallel.is_writer():
+        analysis.save_sparse(workdir / "sparse_params.npz", params, batch_stats)
+    parallel.sync("sparse params written")
     selected = best or final  # model selection by validation accuracy, as the paper; else the final epoch
     results = {
         "val_accuracy": {"best": best["val_accuracy"] if best else None, "final": final["val_accuracy"]},
@@ -310,7 +318,8 @@ def _summarise(run: _Run, wall_seconds: float) -> dict[str, Any]:
         "device_count": jax.device_count(),
         "wall_seconds": wall_seconds,
     }
-    io.atomic_write_json(workdir / "results.json", results)
+    if parallel.is_writer():
+        io.atomic_write_json(workdir / "results.json", results)
     return results
 
 

@@ -9,7 +9,7 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from blasso_jax import checkpoints, io, models, step, train
+from blasso_jax import checkpoints, io, models, parallel, step, train
 from blasso_jax import config as config_lib
 from blasso_jax import data as data_lib
 from experiments import table2
@@ -123,7 +123,7 @@ def epoch_params(devices, steps=3):
     """Parameters after `steps` epochs of the real epoch function on a mesh over `devices`."""
     config = config_lib.preset("smoke", batch_size=32, synthetic_train_size=128 + 64, validation_size=64)
     dataset = data_lib.load_dataset("synthetic", validation_size=64, synthetic_train_size=192, seed=0)
-    mesh = step.make_mesh(devices)
+    mesh = parallel.make_mesh(devices)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     model = models.create_model("s-fc", 1, 10, dataset.image_shape)
     state = step.create_train_state(config, model, dataset.image_shape, 4, jax.random.key(0))
