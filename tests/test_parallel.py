@@ -1,0 +1,142 @@
+"""Model-sharded weights on 8 simulated CPU devices: equal results, 1/K of the bytes, checkpoints across meshes."""
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from blasso_jax import config as config_lib
+from blasso_jax import data as data_lib
+from blasso_jax import parallel, train
+
+BETA, L1_FIRST, L1_REST = 5.0, 1e-3, 1e-4
+DATASET = data_lib.load_dataset("synthetic", validation_size=0, synthetic_train_size=256, seed=0)
+
+
+def trained_state(model_name, data, model_parallel, *, epochs=2, method="blasso"):
+    """The state after `epochs` epochs of the real epoch function on a (data, model) mesh of the first devices."""
+    config = config_lib.preset(
+        "smoke", model=model_name, batch_size=64, method=method, l1_first=L1_FIRST, l1_rest=L1_REST, beta=BETA
+    )
+    mesh = parallel.make_mesh(jax.devices()[: data * model_parallel], model_parallel)
+    model = train.create_model(model_name, 1, 10, DATASET.image_shape)
+    state = parallel.init_sharded(
+        lambda key: train.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
+    )
+    x = parallel.put_rows(DATASET.x_train, mesh)
+    y = parallel.put_rows(DATASET.y_train.astype(np.int32), mesh)
+    epoch = train.make_train_epoch(config, mesh, len(DATASET.x_train), "crop_flip", DATASET.mean, DATASET.std)
+    for e in range(epochs):
+        state, totals = epoch(state, x, y, jax.random.key(e))
+        assert int(totals.examples) == 256
+    return state, mesh
+
+
+def assert_equal_up_to_threshold_flips(a, b, *, rtol=1e-4, atol=1e-5, max_flips=1e-3):
+    """Kernels agree within fp32 tolerance, except entries that sit at the pruning threshold βλ.
+
+    A reduction in another order changes a weight by ~1e-7; when that weight is within ~1e-7 of
+    βλ, one run prunes it and the other keeps it, a difference of βλ itself (plus what the kept
+    weight moves in the remaining steps). Such flips must be rare (a share below `max_flips`) and
+    every one must lie near the threshold.
+    """
+    thresholds = {"layer1": BETA * L1_FIRST}
+    for layer in a:
+        if "kernel" not in a[layer]:
+            np.testing.assert_allclose(a[layer]["scale"], b[layer]["scale"], rtol=rtol, atol=atol)
+            continue
+        u, v = a[layer]["kernel"], b[layer]["kernel"]
+        threshold = thresholds.get(layer, BETA * L1_REST)
+        flips = (u == 0) != (v == 0)
+        assert flips.mean() < max_flips, (layer, flips.mean())
+        assert np.all(np.abs(np.where(flips, u + v, 0)) < 2 * threshold), (layer, np.abs(np.where(flips, u + v, 0)).max() / threshold)
+        np.testing.assert_allclose(np.where(flips, 0, u), np.where(flips, 0, v), rtol=rtol, atol=atol, err_msg=layer)
+
+
+@pytest.mark.parametrize("model_name", ["s-fc", "d-fc"])
+def test_model_sharded_equals_data_parallel(model_name):
+    sharded, _ = trained_state(model_name, 2, 4, epochs=1)
+    kernel = sharded.params["layer1"]["kernel"]
+    assert kernel.sharding.spec == P(None, "model")  # the run really was model-sharded
+    assert {s.data.shape for s in kernel.addressable_shards} == {(3072, kernel.shape[1] // 4)}
+    replicated, _ = trained_state(model_name, 8, 1, epochs=1)
+    assert replicated.params["layer1"]["kernel"].sharding.is_fully_replicated
+    a, b = jax.device_get((sharded.params, sharded.batch_stats)), jax.device_get((replicated.params, replicated.batch_stats))
+    assert_equal_up_to_threshold_flips(a[0], b[0])
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5), a[1], b[1])
+    initial = jax.device_get(trained_state(model_name, 8, 1, epochs=0)[0].params)
+    moved = max(float(np.max(np.abs(u - v))) for u, v in zip(jax.tree.leaves(a[0]), jax.tree.leaves(initial)))
+    assert moved > 1e-3
+    assert np.mean(a[0]["layer1"]["kernel"] == 0) > 0.01  # β-LASSO pruned on the shards
+
+
+def test_each_device_holds_a_kth_of_the_kernels():
+    state, mesh = trained_state("s-fc", 2, 4, epochs=1, method="sgd")  # SGD: a momentum per kernel too
+    tree = (state.params, state.opt_state)
+    total = sum(leaf.nbytes for leaf in jax.tree.leaves(tree))
+    per_device = parallel.device_bytes(tree)
+    assert len(per_device) == 8
+    # Kernels split 4 ways; the classifier (10 outputs), BatchNorm and counters (< 1% here) are replicated.
+    unsplit = sum(
+        leaf.nbytes for leaf in jax.tree.leaves(tree) if leaf.sharding.is_fully_replicated
+    )
+    assert 0 < unsplit < 0.01 * total
+    for device, held in per_device.items():
+        assert held == (total - unsplit) // 4 + unsplit, device
+        assert total / 4 <= held < 1.01 * total / 4
+
+
+def test_blasso_update_on_shards_moves_nothing_between_devices():
+    """The β-LASSO transforms are elementwise: on split kernels XLA compiles them without any collective."""
+    config = config_lib.preset("smoke", l1_first=L1_FIRST, l1_rest=L1_REST, beta=BETA)
+    mesh = parallel.make_mesh(jax.devices(), 8)
+    model = train.create_model("s-fc", 1, 10, DATASET.image_shape)
+    state = parallel.init_sharded(
+        lambda key: train.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
+    )
+    grads = jax.tree.map(lambda p: p * 0.5 + 1e-3, state.params)
+    update = jax.jit(lambda s, g: s.apply_gradients(grads=g))
+    hlo = update.lower(state, grads).compile().as_text()
+    for collective in ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter"):
+        assert collective not in hlo
+    new = update(state, grads)
+    assert new.params["layer1"]["kernel"].sharding.spec == P(None, "model")
+    # The same update on one device's replicated copy gives the same numbers.
+    single = jax.device_get(update(jax.device_get(state), jax.device_get(grads)).params)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(new.params), single)
+
+
+def test_checkpoint_of_one_mesh_restores_under_another(tmp_path):
+    saved, _ = trained_state("s-fc", 8, 1, epochs=1)
+    checkpoints = train.Checkpoints(tmp_path, keep=1)
+    checkpoints.save(1, saved)
+    checkpoints.close()
+    target, mesh = trained_state("s-fc", 2, 4, epochs=0)
+    checkpoints = train.Checkpoints(tmp_path, keep=1)
+    epoch, restored = checkpoints.restore(target)
+    checkpoints.close()
+    assert epoch == 1
+    assert restored.params["layer1"]["kernel"].sharding == NamedSharding(mesh, P(None, "model"))
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        jax.device_get(train._checkpointed(restored)),
+        jax.device_get(train._checkpointed(saved)),
+    )
+
+
+def test_mesh_rejects_a_model_axis_that_does_not_divide_the_devices():
+    with pytest.raises(ValueError, match="model_parallel 3 does not divide the 8 devices; valid: 1, 2, 4, 8"):
+        parallel.make_mesh(model_parallel=3)
+    with pytest.raises(ValueError, match="batch_size 10 is not divisible by the 4 devices of the data axis"):
+        config_lib.preset("smoke", batch_size=10, model_parallel=2).validate(8)
+
+
+def test_partition_rule_splits_kernels_along_outputs_only():
+    rule = parallel.partition_spec
+    path = lambda *keys: tuple(jax.tree_util.DictKey(k) for k in keys)  # noqa: E731
+    assert rule(path("layer1", "kernel"), np.zeros((3072, 256)), 4) == P(None, "model")
+    assert rule(path("layer1", "kernel"), np.zeros((9, 9, 3, 8)), 4) == P(None, None, None, "model")
+    assert rule(path("layer3", "kernel"), np.zeros((24, 10)), 4) == P()  # 10 outputs: not divisible
+    assert rule(path("norm1", "scale"), np.zeros((256,)), 4) == P()
+    assert rule(path("layer1", "kernel"), np.zeros((3072, 256)), 1) == P()
