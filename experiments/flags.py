@@ -46,7 +46,10 @@ def define_train_flags() -> None:
     flags.DEFINE_bool("resume", False, "continue the run in --workdir from its last checkpoint")
     flags.DEFINE_bool("overwrite", False, "replace an existing run in --workdir")
     flags.DEFINE_integer("stop_after", None, "checkpoint and stop after this epoch (continue later with --resume)")
-    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first (multi-host runs)")
+    flags.DEFINE_bool("distributed", False, "join a multi-process run: jax.distributed.initialize() first (see README)")
+    flags.DEFINE_string("coordinator_address", None, "with --distributed: host:port of process 0 (default: auto-detected)")
+    flags.DEFINE_integer("num_processes", None, "with --distributed: number of processes (default: auto-detected)")
+    flags.DEFINE_integer("process_id", None, "with --distributed: this process's index (default: auto-detected)")
     hints = typing.get_type_hints(config_lib.TrainConfig)
     for field in dataclasses.fields(config_lib.TrainConfig):
         kind = hints[field.name]
@@ -100,6 +103,8 @@ def run_main(argv: list[str], body: typing.Callable[[], object]) -> None:
     quiet_library_logs()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if "distributed" in flags.FLAGS and flags.FLAGS.distributed:
+        initialize_distributed()
     try:
         body()
     except USER_ERRORS as error:
@@ -116,3 +121,18 @@ def fail(error: Exception) -> typing.NoReturn:
     """Exits with status 1 and the error's message, for errors a user can act on."""
     print(f"error: {error}", file=sys.stderr, flush=True)
     sys.exit(1)
+
+
+def initialize_distributed() -> None:
+    """`jax.distributed.initialize()` with the --coordinator_address/--num_processes/--process_id flags.
+
+    Unset flags are auto-detected by JAX (Cloud TPU, SLURM, or the JAX_COORDINATOR_ADDRESS,
+    JAX_NUM_PROCESSES and JAX_PROCESS_ID variables). CPU collectives use gloo, so several CPU
+    processes (one machine or several) form one mesh; GPUs and TPUs ignore that setting.
+    """
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        flags.FLAGS.coordinator_address, num_processes=flags.FLAGS.num_processes, process_id=flags.FLAGS.process_id
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import io, report, train
+from blasso_jax import io, parallel, report, train
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -46,17 +46,13 @@ def train_one(config: config_lib.TrainConfig) -> None:
     results = train.train_and_evaluate(
         config, workdir, resume=FLAGS.resume, overwrite=FLAGS.overwrite, stop_after=FLAGS.stop_after
     )
-    if results is not None:
+    if results is not None and parallel.is_writer():
         print()
         print(report.markdown_table(report.TABLE2_HEADERS, [report.table2_row(results)]))
         print(f"\nresults: {workdir}/results.json")
 
 
 def body() -> None:
-    if FLAGS.distributed:
-        import jax
-
-        jax.distributed.initialize()
     config = train_flags.config_from_flags()
     sweep(config) if FLAGS.sweep else train_one(config)
 
