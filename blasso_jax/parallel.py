@@ -133,9 +133,9 @@ def gather_rows(rows: jax.Array, indices: jax.Array, mesh: jax.sharding.Mesh) ->
         picked = jnp.where(here.reshape(-1, *([1] * (picked.ndim - 1))), picked, jnp.zeros((), picked.dtype))
         return jax.lax.psum_scatter(picked, DATA, tiled=True)
 
-    return jax.shard_map(
-        local_gather, mesh=mesh, in_specs=(P(DATA), P()), out_specs=P(DATA), axis_names={DATA}
-    )(rows, indices)
+    return jax.shard_map(local_gather, mesh=mesh, in_specs=(P(DATA), P()), out_specs=P(DATA), axis_names={DATA})(
+        rows, indices
+    )
 
 
 def fetch(tree: Any) -> Any:

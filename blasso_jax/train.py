@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import numpy as np
+
 from blasso_jax import analysis, io, methods, parallel
 from blasso_jax import data as data_lib
 from blasso_jax.checkpoints import (
@@ -206,7 +207,9 @@ def _make_accuracy(run: _Run) -> Callable[[TrainState, str], float | None]:
     config, dataset = run.config, run.dataset
     evaluate = make_evaluate(config, run.mesh, config.batch_size, dataset.mean, dataset.std)
     splits = {
-        name: tuple(parallel.put_replicated(a, run.mesh) for a in pad_for_eval(x, y.astype(np.int32), config.batch_size))
+        name: tuple(
+            parallel.put_replicated(a, run.mesh) for a in pad_for_eval(x, y.astype(np.int32), config.batch_size)
+        )
         for name, (x, y) in {"val": (dataset.x_val, dataset.y_val), "test": (dataset.x_test, dataset.y_test)}.items()
         if len(x)
     }

@@ -47,7 +47,9 @@ def define_train_flags() -> None:
     flags.DEFINE_bool("overwrite", False, "replace an existing run in --workdir")
     flags.DEFINE_integer("stop_after", None, "checkpoint and stop after this epoch (continue later with --resume)")
     flags.DEFINE_bool("distributed", False, "join a multi-process run: jax.distributed.initialize() first (see README)")
-    flags.DEFINE_string("coordinator_address", None, "with --distributed: host:port of process 0 (default: auto-detected)")
+    flags.DEFINE_string(
+        "coordinator_address", None, "with --distributed: host:port of process 0 (default: auto-detected)"
+    )
     flags.DEFINE_integer("num_processes", None, "with --distributed: number of processes (default: auto-detected)")
     flags.DEFINE_integer("process_id", None, "with --distributed: this process's index (default: auto-detected)")
     hints = typing.get_type_hints(config_lib.TrainConfig)

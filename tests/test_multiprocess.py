@@ -32,7 +32,10 @@ def launch(workdir, devices_per_process, processes, *extra):
         commands = [[*command, f"--process_id={i}"] for i in range(processes)]
     else:
         commands = [command]
-    running = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in commands]
+    running = [
+        subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for c in commands
+    ]
     outputs = [p.communicate(timeout=240)[0] for p in running]
     for p, out in zip(running, outputs):
         assert p.returncode == 0, out

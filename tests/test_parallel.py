@@ -6,9 +6,9 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from blasso_jax import checkpoints, models, parallel, step
 from blasso_jax import config as config_lib
 from blasso_jax import data as data_lib
-from blasso_jax import parallel, train
 
 BETA, L1_FIRST, L1_REST = 5.0, 1e-3, 1e-4
 DATASET = data_lib.load_dataset("synthetic", validation_size=0, synthetic_train_size=256, seed=0)
@@ -20,13 +20,13 @@ def trained_state(model_name, data, model_parallel, *, epochs=2, method="blasso"
         "smoke", model=model_name, batch_size=64, method=method, l1_first=L1_FIRST, l1_rest=L1_REST, beta=BETA
     )
     mesh = parallel.make_mesh(jax.devices()[: data * model_parallel], model_parallel)
-    model = train.create_model(model_name, 1, 10, DATASET.image_shape)
+    model = models.create_model(model_name, 1, 10, DATASET.image_shape)
     state = parallel.init_sharded(
-        lambda key: train.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
+        lambda key: step.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
     )
     x = parallel.put_rows(DATASET.x_train, mesh)
     y = parallel.put_rows(DATASET.y_train.astype(np.int32), mesh)
-    epoch = train.make_train_epoch(config, mesh, len(DATASET.x_train), "crop_flip", DATASET.mean, DATASET.std)
+    epoch = step.make_train_epoch(config, mesh, len(DATASET.x_train), "crop_flip", DATASET.mean, DATASET.std)
     for e in range(epochs):
         state, totals = epoch(state, x, y, jax.random.key(e))
         assert int(totals.examples) == 256
@@ -50,7 +50,10 @@ def assert_equal_up_to_threshold_flips(a, b, *, rtol=1e-4, atol=1e-5, max_flips=
         threshold = thresholds.get(layer, BETA * L1_REST)
         flips = (u == 0) != (v == 0)
         assert flips.mean() < max_flips, (layer, flips.mean())
-        assert np.all(np.abs(np.where(flips, u + v, 0)) < 2 * threshold), (layer, np.abs(np.where(flips, u + v, 0)).max() / threshold)
+        assert np.all(np.abs(np.where(flips, u + v, 0)) < 2 * threshold), (
+            layer,
+            np.abs(np.where(flips, u + v, 0)).max() / threshold,
+        )
         np.testing.assert_allclose(np.where(flips, 0, u), np.where(flips, 0, v), rtol=rtol, atol=atol, err_msg=layer)
 
 
@@ -62,7 +65,10 @@ def test_model_sharded_equals_data_parallel(model_name):
     assert {s.data.shape for s in kernel.addressable_shards} == {(3072, kernel.shape[1] // 4)}
     replicated, _ = trained_state(model_name, 8, 1, epochs=1)
     assert replicated.params["layer1"]["kernel"].sharding.is_fully_replicated
-    a, b = jax.device_get((sharded.params, sharded.batch_stats)), jax.device_get((replicated.params, replicated.batch_stats))
+    a, b = (
+        jax.device_get((sharded.params, sharded.batch_stats)),
+        jax.device_get((replicated.params, replicated.batch_stats)),
+    )
     assert_equal_up_to_threshold_flips(a[0], b[0])
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5), a[1], b[1])
     initial = jax.device_get(trained_state(model_name, 8, 1, epochs=0)[0].params)
@@ -78,9 +84,7 @@ def test_each_device_holds_a_kth_of_the_kernels():
     per_device = parallel.device_bytes(tree)
     assert len(per_device) == 8
     # Kernels split 4 ways; the classifier (10 outputs), BatchNorm and counters (< 1% here) are replicated.
-    unsplit = sum(
-        leaf.nbytes for leaf in jax.tree.leaves(tree) if leaf.sharding.is_fully_replicated
-    )
+    unsplit = sum(leaf.nbytes for leaf in jax.tree.leaves(tree) if leaf.sharding.is_fully_replicated)
     assert 0 < unsplit < 0.01 * total
     for device, held in per_device.items():
         assert held == (total - unsplit) // 4 + unsplit, device
@@ -91,9 +95,9 @@ def test_blasso_update_on_shards_moves_nothing_between_devices():
     """The β-LASSO transforms are elementwise: on split kernels XLA compiles them without any collective."""
     config = config_lib.preset("smoke", l1_first=L1_FIRST, l1_rest=L1_REST, beta=BETA)
     mesh = parallel.make_mesh(jax.devices(), 8)
-    model = train.create_model("s-fc", 1, 10, DATASET.image_shape)
+    model = models.create_model("s-fc", 1, 10, DATASET.image_shape)
     state = parallel.init_sharded(
-        lambda key: train.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
+        lambda key: step.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
     )
     grads = jax.tree.map(lambda p: p * 0.5 + 1e-3, state.params)
     update = jax.jit(lambda s, g: s.apply_gradients(grads=g))
@@ -109,19 +113,19 @@ def test_blasso_update_on_shards_moves_nothing_between_devices():
 
 def test_checkpoint_of_one_mesh_restores_under_another(tmp_path):
     saved, _ = trained_state("s-fc", 8, 1, epochs=1)
-    checkpoints = train.Checkpoints(tmp_path, keep=1)
-    checkpoints.save(1, saved)
-    checkpoints.close()
+    manager = checkpoints.Checkpoints(tmp_path, keep=1)
+    manager.save(1, saved)
+    manager.close()
     target, mesh = trained_state("s-fc", 2, 4, epochs=0)
-    checkpoints = train.Checkpoints(tmp_path, keep=1)
-    epoch, restored = checkpoints.restore(target)
-    checkpoints.close()
+    manager = checkpoints.Checkpoints(tmp_path, keep=1)
+    epoch, restored = manager.restore(target)
+    manager.close()
     assert epoch == 1
     assert restored.params["layer1"]["kernel"].sharding == NamedSharding(mesh, P(None, "model"))
     jax.tree.map(
         np.testing.assert_array_equal,
-        jax.device_get(train._checkpointed(restored)),
-        jax.device_get(train._checkpointed(saved)),
+        jax.device_get(checkpoints.checkpointed_tree(restored)),
+        jax.device_get(checkpoints.checkpointed_tree(saved)),
     )
 
 
