@@ -1,6 +1,10 @@
 """Speed of the real training path: seconds per epoch, throughput, compile time, TFLOP/s, memory.
 
-Benchmarks report numbers; they assert nothing about timings.
+Beside the timings, figures that any backend can measure and that predict a GPU's behaviour: XLA's
+cost analysis of the compiled epoch (FLOPs and bytes accessed per step) against the analytic
+minimum of the model (`analytic_step_cost`), and the per-device memory of a model-sharded run
+(`training_bytes_per_device`, `largest_alpha`). Benchmarks report numbers; they assert nothing
+about timings.
 """
 
 from __future__ import annotations
@@ -13,29 +17,134 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from blasso_jax import parallel, step
-from blasso_jax.config import TrainConfig, model_from_config
+from blasso_jax.config import PRECISION_DTYPES, TrainConfig, model_from_config
 from blasso_jax.models import layer_specs
 
 
-def forward_macs(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> int:
-    """Multiply-adds of one image's forward pass: every kernel entry once, a conv's once per output position."""
+def layer_costs(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> list[tuple[int, int]]:
+    """Per weight layer, classifier included: (multiply-adds of one image's forward pass, output values per image)."""
     height, width, channels = image_shape
-    macs, scale = 0, 1
+    layers, scale = [], 1
     in_features, in_channels = height * width * channels, channels
     for spec in layer_specs(config.model, config.alpha, image_shape, num_classes, config.width):
         if spec.kind == "dense":
-            macs += in_features * spec.features
+            layers.append((in_features * spec.features, spec.features))
             in_features = spec.features
             continue
         scale *= spec.stride
         positions = (height // scale) * (width // scale)
-        macs += positions * spec.kernel_size**2 * in_channels * spec.features
+        layers.append((positions * spec.kernel_size**2 * in_channels * spec.features, positions * spec.features))
         in_channels, in_features = spec.features, positions * spec.features
-    return macs + in_features * num_classes
+    return [*layers, (in_features * num_classes, num_classes)]
+
+
+def forward_macs(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> int:
+    """Multiply-adds of one image's forward pass: every kernel entry once, a conv's once per output position."""
+    return sum(macs for macs, _ in layer_costs(config, image_shape, num_classes))
+
+
+def analytic_step_cost(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> dict[str, int]:
+    """The least FLOPs and bytes one training step must spend, at the config's precision.
+
+    FLOPs: the matmuls only, 2 per multiply-add: forward, weight gradients, and input gradients
+    of every layer but the first (nothing needs the images' gradient). Bytes, per kernel entry:
+    read at the compute precision c in the forward and again in the backward pass, the fp32
+    gradient written once, and the β-LASSO (or SGD) update reading θ and ∇θ and writing θ in fp32
+    (momentum, if any, read and written too): 2c + 4 + 12 (+ 8). Per activation value: written
+    and read once forward, its gradient written and read once backward (4c). Per pixel: the uint8
+    image read once, the normalised image written once and read by the forward and the
+    weight-gradient matmuls (1 + 3c). Everything elementwise besides is free in this bound.
+    """
+    compute = np.dtype(PRECISION_DTYPES[config.precision]).itemsize
+    layers = layer_costs(config, image_shape, num_classes)
+    model = model_from_config(config, num_classes, tuple(image_shape))
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False))
+    kernels = sum(
+        leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]) if path[-1].key == "kernel"
+    )
+    momentum = 8 if config.method == "sgd" and config.momentum else 0
+    batch = config.batch_size
+    macs_first, _ = layers[0]
+    total_macs = sum(macs for macs, _ in layers)
+    activations = sum(out for _, out in layers)
+    return {
+        "flops": 2 * batch * (2 * total_macs + total_macs - macs_first),
+        "bytes": kernels * (2 * compute + 4 + 12 + momentum)
+        + batch * (4 * compute * activations + (1 + 3 * compute) * int(np.prod(image_shape))),
+        "kernel_entries": int(kernels),
+    }
+
+
+def compiled_step_cost(compiled: Any) -> dict[str, float]:
+    """XLA's cost analysis of a compiled epoch: FLOPs and bytes accessed of one step.
+
+    XLA's `HloCostAnalysis` counts a while loop's body once, whatever its trip count, so the
+    figures of the compiled epoch (a `lax.scan` over its steps) are those of one step plus the
+    once-per-epoch shuffle.
+    """
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return {"flops": float(analysis["flops"]), "bytes": float(analysis["bytes accessed"])}
+
+
+def training_bytes_per_device(
+    config: TrainConfig,
+    model_parallel: int,
+    *,
+    image_shape: Sequence[int] = (32, 32, 3),
+    num_classes: int = 10,
+    num_examples: int = 50_000,
+) -> dict[str, int]:
+    """Device memory one device needs to train `config` with kernels split `model_parallel` ways (data axis 1).
+
+    The train state's bytes come from `jax.eval_shape` of the real initialisation and the real
+    sharding rule (`parallel.state_shardings`); gradients add one more copy of the parameters in
+    the same layout, bf16 a compute copy of the kernels. Activations are counted whole on every
+    device (4 fp32 values per output: pre-BN, post-BN, ReLU and gradient) and the uint8 training
+    set too: both are small beside the kernels at the α where memory binds.
+    """
+    model = model_from_config(config, num_classes, tuple(image_shape))
+    abstract = jax.eval_shape(
+        lambda key: step.create_train_state(config, model, tuple(image_shape), 100, key), jax.random.key(0)
+    )
+    mesh = jax.sharding.AbstractMesh(
+        (1, model_parallel), (parallel.DATA, parallel.MODEL), axis_types=(jax.sharding.AxisType.Auto,) * 2
+    )
+    shardings = parallel.state_shardings(abstract, mesh)
+    param_shardings = parallel.state_shardings(abstract.params, mesh)
+    kernel_bytes = sum(
+        parallel.shard_bytes(leaf, sharding) // 4 * np.dtype(PRECISION_DTYPES[config.precision]).itemsize
+        for (path, leaf), sharding in zip(
+            jax.tree_util.tree_leaves_with_path(abstract.params), jax.tree.leaves(param_shardings)
+        )
+        if path[-1].key == "kernel"
+    )
+    activations = config.batch_size * sum(out for _, out in layer_costs(config, image_shape, num_classes))
+    parts = {
+        "state": parallel.shard_bytes(abstract, shardings),
+        "gradients": parallel.shard_bytes(abstract.params, param_shardings),
+        "compute_copy": kernel_bytes if config.precision == "bf16" else 0,
+        "activations": 4 * 4 * activations,
+        "training_set": num_examples * int(np.prod(image_shape)),
+    }
+    return {**parts, "total": sum(parts.values())}
+
+
+def largest_alpha(config: TrainConfig, model_parallel: int, device_bytes: float = 80e9, **shape: Any) -> int:
+    """The largest α whose `training_bytes_per_device` fits `device_bytes` (80 GB: an H100/A100 80GB)."""
+
+    def fits(alpha: int) -> bool:
+        return training_bytes_per_device(config.replace(alpha=alpha), model_parallel, **shape)["total"] <= device_bytes
+
+    low, high = 1, 2
+    while fits(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
 
 
 def matmul_tflops(dtype: Any, size: int, repeats: int = 10) -> float:
@@ -60,10 +169,14 @@ def peak_memory_bytes() -> int | None:
 
 
 def _time_epochs(epoch_fn, state, x, y, warmup: int, epochs: int):
-    """Compiles `epoch_fn` ahead of time and runs `warmup + epochs` epochs: (compile s, timed epochs' s, totals)."""
+    """Compiles `epoch_fn` ahead of time and runs `warmup + epochs` epochs.
+
+    Returns (compile seconds, the timed epochs' seconds, the last totals, `compiled_step_cost`).
+    """
     tic = time.perf_counter()
     compiled = epoch_fn.lower(state, x, y, jax.random.key(0)).compile()
     compile_seconds = time.perf_counter() - tic
+    cost = compiled_step_cost(compiled)
     times = []
     for epoch in range(warmup + epochs):
         tic = time.perf_counter()
@@ -71,7 +184,7 @@ def _time_epochs(epoch_fn, state, x, y, warmup: int, epochs: int):
         jax.block_until_ready((state, totals))
         if epoch >= warmup:
             times.append(time.perf_counter() - tic)
-    return compile_seconds, times, totals
+    return compile_seconds, times, totals, cost
 
 
 def benchmark_epochs(
@@ -87,20 +200,21 @@ def benchmark_epochs(
 ) -> dict[str, Any]:
     """Times `epochs` epochs (after `warmup`) of `step.make_train_epoch` on random uint8 images on device."""
     config = config.validate(jax.device_count())
-    mesh = parallel.make_mesh()
-    replicated = NamedSharding(mesh, P())
+    mesh = parallel.make_mesh(model_parallel=config.model_parallel)
     rng = np.random.default_rng(config.seed)
-    x = jax.device_put(rng.integers(0, 256, (num_examples, *image_shape), dtype=np.uint8), replicated)
-    y = jax.device_put(rng.integers(0, num_classes, num_examples).astype(np.int32), replicated)
+    x = parallel.put_rows(rng.integers(0, 256, (num_examples, *image_shape), dtype=np.uint8), mesh)
+    y = parallel.put_rows(rng.integers(0, num_classes, num_examples).astype(np.int32), mesh)
     steps_per_epoch = num_examples // config.batch_size
     model = model_from_config(config, num_classes, tuple(image_shape))
-    state = jax.device_put(
-        step.create_train_state(config, model, tuple(image_shape), steps_per_epoch, jax.random.key(0)), replicated
+    state = parallel.init_sharded(
+        lambda key: step.create_train_state(config, model, tuple(image_shape), steps_per_epoch, key),
+        jax.random.key(0),
+        mesh,
     )
     channels = image_shape[-1]
     epoch_fn = step.make_train_epoch(config, mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels)
 
-    compile_seconds, times, totals = _time_epochs(epoch_fn, state, x, y, warmup, epochs)
+    compile_seconds, times, totals, cost = _time_epochs(epoch_fn, state, x, y, warmup, epochs)
     seconds = statistics.median(times)
     images = steps_per_epoch * config.batch_size
     # Training costs about three forward passes (forward, input gradients, weight gradients).
@@ -109,6 +223,7 @@ def benchmark_epochs(
     size = matmul_size or (1024 if on_cpu else 8192)
     peak = matmul_tflops(jnp.bfloat16 if config.precision == "bf16" else jnp.float32, size)
     achieved = flops / seconds / 1e12
+    minimum = analytic_step_cost(config, image_shape, num_classes)
     return {
         "model": config.model,
         "alpha": config.alpha,
@@ -125,6 +240,15 @@ def benchmark_epochs(
         "matmul_peak_size": size,
         "share_of_matmul_peak": achieved / peak,
         "peak_memory_bytes": peak_memory_bytes(),
+        # Per step: XLA's cost analysis of the compiled epoch (one device's program), beside the analytic
+        # minimum of the whole step; the ratios are the overheads when the run has one device.
+        "xla_flops_per_step": cost["flops"],
+        "xla_bytes_per_step": cost["bytes"],
+        "min_flops_per_step": minimum["flops"],
+        "min_bytes_per_step": minimum["bytes"],
+        "flops_ratio": cost["flops"] / minimum["flops"],
+        "bytes_ratio": cost["bytes"] / minimum["bytes"],
+        "model_parallel": config.model_parallel,
         "device_kind": jax.devices()[0].device_kind,
         "device_count": jax.device_count(),
         "jax_version": jax.__version__,

@@ -3,6 +3,14 @@
     python -m experiments.benchmark --precision=bf16 --out=bench.json   # S-FC α=150 (Table 2 preset) on a GPU
     python -m experiments.benchmark --precision=fp32 --out=bench.json   # TF32 matmuls on a GPU
     python -m experiments.benchmark --alpha=2 --examples=2048           # a CPU smoke run
+    python -m experiments.benchmark --fit_table                         # largest α per 80 GB device, K=1,2,4,8
+
+The report also holds XLA's cost analysis of the compiled epoch per step (FLOPs, bytes accessed)
+beside the analytic minimum, and their ratios: the traffic overhead, measurable on any backend.
+`--model_parallel=K` benchmarks the model-sharded layout. `--fit_table` trains nothing: it prints
+the largest S-FC and D-FC α whose train state, gradients, compute copy, activations and training
+set fit one device of `--device_gb` with kernels split K ways (`jax.eval_shape` and the real
+sharding rule; see `blasso_jax.benchmark.training_bytes_per_device`).
 
 Model, α, method, precision and batch size come from the training flags (`--config` preset and
 overrides; the `benchmark_cpu` preset by default on a CPU). On a CPU the number of examples
@@ -28,11 +36,37 @@ train_flags.define_once(
 )
 train_flags.define_once(flags.DEFINE_integer, "num_classes", 10, "classes")
 train_flags.define_once(flags.DEFINE_integer, "timed_epochs", 5, "timed epochs, after one warm-up epoch")
+train_flags.define_once(flags.DEFINE_bool, "fit_table", False, "print the largest S-FC/D-FC α per device at K=1,2,4,8")
+train_flags.define_once(flags.DEFINE_float, "device_gb", 80.0, "device memory of --fit_table, in GB (1e9 bytes)")
 train_flags.define_shared_flags()
 FLAGS = flags.FLAGS
 
 
+def fit_table() -> str:
+    """A markdown table: the largest α of S-FC and D-FC that fits one device, per model-parallel width K."""
+    widths = (1, 2, 4, 8)
+    config = train_flags.config_from_flags()
+    shape = {"image_shape": tuple(int(d) for d in FLAGS.image_shape), "num_classes": FLAGS.num_classes}
+    lines = [
+        f"| model ({config.precision}, batch {config.batch_size}) | " + " | ".join(f"K={k}" for k in widths) + " |",
+        "| --- |" + " --- |" * len(widths),
+    ]
+    for model in ("s-fc", "d-fc"):
+        cells = []
+        for k in widths:
+            alpha = benchmark.largest_alpha(config.replace(model=model), k, FLAGS.device_gb * 1e9, **shape)
+            gb = (
+                benchmark.training_bytes_per_device(config.replace(model=model, alpha=alpha), k, **shape)["total"] / 1e9
+            )
+            cells.append(f"α={alpha} ({gb:.1f} GB)")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def body() -> None:
+    if FLAGS.fit_table:
+        print(fit_table())
+        return
     on_cpu = jax.devices()[0].platform == "cpu"
     config = train_flags.config_from_flags(*(["benchmark_cpu"] if on_cpu else []))
     report = benchmark.benchmark_epochs(

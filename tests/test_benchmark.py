@@ -1,0 +1,71 @@
+"""The traffic and memory figures of `blasso_jax.benchmark`, against hand counts of the paper's S-FC."""
+
+import functools
+
+import jax
+import numpy as np
+
+from blasso_jax import benchmark, parallel, step
+from blasso_jax import config as config_lib
+from blasso_jax.config import model_from_config
+
+
+def s_fc_kernels(alpha):
+    """S-FC's kernel shapes by hand (Table 3): 3072 → 256α → 24α → 10 on 32x32x3 images."""
+    return [(3072, 256 * alpha), (256 * alpha, 24 * alpha), (24 * alpha, 10)]
+
+
+def test_analytic_step_cost_counts_the_matmuls_and_the_minimum_bytes():
+    config = config_lib.preset("smoke", alpha=2, batch_size=64, precision="fp32")
+    cost = benchmark.analytic_step_cost(config, (32, 32, 3), 10)
+    entries = [a * b for a, b in s_fc_kernels(2)]
+    assert cost["kernel_entries"] == sum(entries)
+    # Forward + weight gradients for all layers, input gradients for all but the first; 2 FLOPs per MAC.
+    assert cost["flops"] == 2 * 64 * (3 * sum(entries) - entries[0])
+    outputs = 512 + 48 + 10
+    assert cost["bytes"] == sum(entries) * (4 + 4 + 4 + 12) + 64 * (4 * 4 * outputs + (1 + 3 * 4) * 3072)
+    bf16 = benchmark.analytic_step_cost(config.replace(precision="bf16"), (32, 32, 3), 10)
+    assert bf16["bytes"] == sum(entries) * (2 + 2 + 4 + 12) + 64 * (4 * 2 * outputs + (1 + 3 * 2) * 3072)
+
+
+def test_compiled_cost_is_one_step_of_the_epoch():
+    """XLA counts the scan body once: the compiled epoch's FLOPs are one step's, whatever the step count."""
+    config = config_lib.preset("smoke", alpha=4, batch_size=64, precision="fp32")
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    model = model_from_config(config, 10, (32, 32, 3))
+    flops = []
+    for examples in (256, 512):
+        state = parallel.init_sharded(
+            functools.partial(step.create_train_state, config, model, (32, 32, 3), examples // 64),
+            jax.random.key(0),
+            mesh,
+        )
+        x = parallel.put_rows(np.zeros((examples, 32, 32, 3), np.uint8), mesh)
+        y = parallel.put_rows(np.zeros(examples, np.int32), mesh)
+        epoch = step.make_train_epoch(config, mesh, examples, "crop_flip", (0.5,) * 3, (0.25,) * 3)
+        flops.append(benchmark.compiled_step_cost(epoch.lower(state, x, y, jax.random.key(0)).compile())["flops"])
+    assert abs(flops[1] - flops[0]) < 0.01 * flops[0]
+    minimum = benchmark.analytic_step_cost(config, (32, 32, 3), 10)["flops"]
+    assert minimum <= flops[0] < 1.2 * minimum
+
+
+def test_bytes_per_device_split_the_kernels_k_ways():
+    config = config_lib.preset("smoke", alpha=4, batch_size=64, precision="bf16")
+    kernels = s_fc_kernels(4)
+    for k in (1, 4):
+        parts = benchmark.training_bytes_per_device(config, k)
+        # Kernels whose output width K divides are split; the classifier (10 outputs) is not at K=4.
+        kernel_bytes = sum(4 * a * b // (k if b % k == 0 else 1) for a, b in kernels)
+        others = 4 * (2 * (1024 + 96) + 10)  # BatchNorm scale and offset, classifier bias
+        assert parts["gradients"] == kernel_bytes + others
+        # Beyond the parameters, the state holds the BatchNorm statistics and β-LASSO's step counters.
+        assert 0 <= parts["state"] - parts["gradients"] - 4 * 2 * (1024 + 96) < 64
+        assert parts["compute_copy"] == kernel_bytes // 2
+        assert parts["training_set"] == 50_000 * 3072
+
+
+def test_largest_alpha_is_the_boundary():
+    config = config_lib.preset("table2", model="d-fc")
+    alpha = benchmark.largest_alpha(config, 2, 20e9)
+    assert benchmark.training_bytes_per_device(config.replace(alpha=alpha), 2)["total"] <= 20e9
+    assert benchmark.training_bytes_per_device(config.replace(alpha=alpha + 1), 2)["total"] > 20e9
