@@ -2,6 +2,9 @@
 # The GPU checks of docs/performance.md, in one prepared run (about 3-4 minutes on one H100):
 #   S-FC α=150 β-LASSO, batch 512, 50,000 CIFAR-shaped images, bf16 and fp32 (TF32) matmuls,
 #   through the real training path (experiments.benchmark). Reports land in $OUT (or ./bench_out).
+#   Each report also holds XLA's FLOPs and bytes per step beside the analytic minimum (issue 13), and
+#   step_traffic.py lists the step's largest passes, to confirm or refute the CPU findings in
+#   docs/performance.md (guard, bf16 cast, gradient transpose).
 # The GPU image needs only jax, flax, optax, numpy and absl-py: orbax, TensorFlow and tfds are not imported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +17,8 @@ for precision in bf16 fp32; do
   python -m experiments.benchmark --precision="$precision" --timed_epochs=5 --out="$out/sfc_a150_${precision}.json" \
     2>&1 | tee "$out/sfc_a150_${precision}.log"
 done
+for precision in bf16 fp32; do
+  python benchmarks/step_traffic.py --precision="$precision" --alpha=150 --examples=2048 --top=16 \
+    2>&1 | tee "$out/step_traffic_a150_${precision}.txt"
+done
+python -m experiments.benchmark --fit_table --precision=bf16 | tee "$out/fit_table.md"
