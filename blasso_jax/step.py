@@ -131,6 +131,7 @@ def make_train_epoch(
             new_state, loss, logits, finite = train_step(state, images, labels)
             apply = finite if skip else finite & (totals.first_nonfinite_step < 0)
             state = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_state, state)
+            # The scan carry keeps the state's layout, so split kernels are never gathered whole.
             state = jax.lax.with_sharding_constraint(state, parallel.state_shardings(state, mesh))
             totals = EpochTotals(
                 loss=totals.loss + jnp.where(apply, loss, 0.0),
