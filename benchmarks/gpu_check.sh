@@ -2,7 +2,7 @@
 # The GPU checks of docs/performance.md, in one prepared run (about 3-4 minutes on one H100):
 #   S-FC α=150 β-LASSO, batch 512, 50,000 CIFAR-shaped images, bf16 and fp32 (TF32) matmuls,
 #   through the real training path (experiments.benchmark). Reports land in $OUT (or ./bench_out).
-#   Each report also holds XLA's FLOPs and bytes per step beside the analytic minimum (issue 13), and
+#   Each report also holds XLA's FLOPs and bytes per step beside the analytic minimum, and
 #   step_traffic.py lists the step's largest passes, to confirm or refute the CPU findings in
 #   docs/performance.md (guard, bf16 cast, gradient transpose).
 # The GPU image needs only jax, flax, optax, numpy and absl-py: orbax, TensorFlow and tfds are not imported.
