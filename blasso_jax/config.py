@@ -41,6 +41,7 @@ class TrainConfig:
     epochs: int = 4000
     batch_size: int = 512
     augment: str = "auto"  # 'auto': the dataset's default (crop+flip for CIFAR, crop for SVHN)
+    permute_pixels: bool = False  # one fixed pixel permutation (seed 0) on every split, as the paper's test
     precision: str = "bf16"  # bf16 matmuls with fp32 parameters, BatchNorm and update; or fp32
     seed: int = 0
     model_parallel: int = 1  # K: kernels split K ways along their outputs; data parallel over devices / K

@@ -6,7 +6,13 @@ so a fully-connected model sees the same task while a convolution loses its spat
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+from blasso_jax.data import Dataset
+
+PERMUTATION_SEED = 0  # one permutation for every run, so runs with different seeds see the same task
 
 
 def pixel_permutation(seed: int, height: int, width: int) -> np.ndarray:
@@ -40,3 +46,15 @@ def permute_pixels(images: np.ndarray, permutation: np.ndarray) -> np.ndarray:
     count, height, width, channels = images.shape
     flat = images.reshape(count, height * width, channels)
     return flat[:, permutation].reshape(count, height, width, channels)
+
+
+def permute_dataset(dataset: Dataset, seed: int = PERMUTATION_SEED) -> Dataset:
+    """`dataset` with every split's pixels moved by the one permutation drawn from `seed`."""
+    height, width, _ = dataset.image_shape
+    permutation = pixel_permutation(seed, height, width)
+    return dataclasses.replace(
+        dataset,
+        x_train=permute_pixels(dataset.x_train, permutation),
+        x_val=permute_pixels(dataset.x_val, permutation),
+        x_test=permute_pixels(dataset.x_test, permutation),
+    )

@@ -24,6 +24,7 @@ import numpy as np
 
 from blasso_jax import analysis, io, methods, parallel
 from blasso_jax import data as data_lib
+from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import (
     Checkpoints,
     WorkdirError,
@@ -90,6 +91,8 @@ def _load_data(config: TrainConfig) -> data_lib.Dataset:
         synthetic_train_size=config.synthetic_train_size,
         synthetic_test_size=config.synthetic_test_size,
     )
+    if config.permute_pixels:
+        dataset = permute_lib.permute_dataset(dataset)
     if len(dataset.x_train) < config.batch_size:
         raise ValueError(
             f"batch_size {config.batch_size} exceeds the {len(dataset.x_train)} training examples of {config.dataset}"

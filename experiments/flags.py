@@ -21,6 +21,7 @@ USER_ERRORS = (ValueError, OSError, WorkdirError, NonFiniteLossError)
 
 _HELP = {
     "model": f"architecture: {', '.join(config_lib.MODEL_NAMES)}",
+    "permute_pixels": "apply one fixed random permutation of pixel positions (seed 0) to train, validation and test",
     "alpha": "base channels α",
     "dataset": "tfds name (cifar10, cifar100, svhn_cropped, …), 'synthetic', or a local image folder / .tar.gz / .npz",
     "data_dir": "tfds data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",

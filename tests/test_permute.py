@@ -22,3 +22,16 @@ def test_permutation_moves_whole_pixels_and_is_invertible():
         np.testing.assert_array_equal(permuted[:, i // 6, i % 6], images[:, p // 6, p % 6])
     assert not np.array_equal(permuted, images)
     np.testing.assert_array_equal(permute_pixels(permuted, np.argsort(permutation)), images)
+
+
+def test_permute_pixels_flag_permutes_every_split_alike():
+    from blasso_jax import config as config_lib
+    from blasso_jax import train
+
+    plain = config_lib.TrainConfig(dataset="synthetic", validation_size=64, batch_size=64)
+    original = train._load_data(plain)
+    permuted = train._load_data(plain.replace(permute_pixels=True))
+    permutation = pixel_permutation(0, *original.image_shape[:2])
+    for split in ("x_train", "x_val", "x_test"):
+        np.testing.assert_array_equal(getattr(permuted, split), permute_pixels(getattr(original, split), permutation))
+    np.testing.assert_array_equal(permuted.y_train, original.y_train)
