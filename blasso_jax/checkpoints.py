@@ -9,11 +9,12 @@ resuming from the newest never has to delete it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import flax.linen as nn
 import jax
@@ -34,7 +35,7 @@ def check_workdir(workdir: str | os.PathLike, *, resume: bool, overwrite: bool) 
         raise WorkdirError("--resume and --overwrite contradict each other; pass one")
     if resume and latest_epoch(workdir) is None:
         raise WorkdirError(f"nothing to resume in {workdir}: it holds no complete checkpoint (start without --resume)")
-    if not resume and not overwrite and workdir.is_dir() and any(workdir.iterdir()):
+    if not resume and not overwrite and workdir.is_dir() and any(p.name != LOCK_NAME for p in workdir.iterdir()):
         raise WorkdirError(
             f"workdir {workdir} already holds a run; pass --resume to continue it or --overwrite to replace it"
         )
@@ -44,14 +45,41 @@ def check_workdir(workdir: str | os.PathLike, *, resume: bool, overwrite: bool) 
     return workdir
 
 
-def create_workdir(workdir: Path, *, overwrite: bool) -> None:
-    """Creates `workdir` (emptied first with `overwrite`), once the run's inputs have been checked."""
-    if overwrite and workdir.exists():
-        shutil.rmtree(workdir)
+LOCK_NAME = ".lock"
+
+
+def lock_workdir(workdir: Path) -> IO[str]:
+    """Takes the OS lock on `<workdir>/.lock` (pid written in it) for the run; raises WorkdirError if another
+    process holds it. The OS releases it when the holder exits, so a killed run leaves no stale lock."""
+    lock = open(workdir / LOCK_NAME, "a+")  # noqa: SIM115 -- held for the whole run, closed by Checkpoints.close
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise WorkdirError(
+            f"workdir {workdir} is in use by another run (pid {holder}); wait for it or choose another workdir"
+        ) from None
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def create_workdir(workdir: Path, *, overwrite: bool) -> IO[str]:
+    """Creates and locks `workdir` (emptied first with `overwrite`), once the run's inputs have been checked;
+    returns the held lock."""
     try:
         workdir.mkdir(parents=True, exist_ok=True)
+        lock = lock_workdir(workdir)
     except OSError as error:
         raise WorkdirError(f"workdir {workdir} is not writable: {error.strerror}") from error
+    if overwrite:
+        for path in workdir.iterdir():
+            if path.name != LOCK_NAME:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return lock
 
 
 def _orbax():
@@ -105,8 +133,9 @@ class Checkpoints:
     checkpoint half-written at a crash is never listed, never restored.
     """
 
-    def __init__(self, workdir: Path, keep: int):
+    def __init__(self, workdir: Path, keep: int, lock: IO[str] | None = None):
         self.manager = _manager(workdir / "checkpoints", keep)
+        self.lock = lock  # the workdir lock, released with the checkpoints
 
     def save(self, epoch: int, state: Any, val_accuracy: float | None = None) -> None:
         """Saves `state` at `epoch`; `val_accuracy` ranks it for the best checkpoint (None: never the best)."""
@@ -123,6 +152,8 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+        if self.lock is not None:
+            self.lock.close()
 
 
 def latest_epoch(workdir: str | os.PathLike) -> int | None:

@@ -128,10 +128,11 @@ def _start(config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, ove
     policy = dataset.augment if config.augment == "auto" else config.augment
     steps_per_epoch = len(dataset.x_train) // config.batch_size
     model = model_from_config(config, dataset.num_classes, dataset.image_shape)
-    # Every input is checked: from here on the run writes to its workdir (process 0 its files).
+    # Every input is checked: from here on the run writes to its workdir (process 0 its files, under its lock).
     parallel.sync("inputs checked")
+    lock = None
     if parallel.is_writer():
-        create_workdir(workdir, overwrite=overwrite)
+        lock = create_workdir(workdir, overwrite=overwrite)
         _record_run_info(workdir, config, dataset, policy, resume)
     parallel.sync("workdir created")
     mesh = parallel.make_mesh(model_parallel=config.model_parallel)
@@ -141,7 +142,14 @@ def _start(config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, ove
         lambda key: create_train_state(config, model, dataset.image_shape, steps_per_epoch, key), key, mesh
     )
     run = _Run(
-        config, workdir, dataset, policy, steps_per_epoch, mesh, state, Checkpoints(workdir, config.keep_checkpoints)
+        config,
+        workdir,
+        dataset,
+        policy,
+        steps_per_epoch,
+        mesh,
+        state,
+        Checkpoints(workdir, config.keep_checkpoints, lock),
     )
     _log_start(run)
     if resume:

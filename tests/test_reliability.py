@@ -300,3 +300,33 @@ def test_checkpoint_stores_each_tensor_once(tmp_path):
     train.train_and_evaluate(config, tmp_path / "run")
     on_disk = sum(p.stat().st_size for p in (tmp_path / "run" / "checkpoints").rglob("*") if p.is_file())
     assert on_disk < 1.5 * params_bytes + 200_000
+
+
+HOLD_LOCK = """
+import fcntl, os, sys
+lock = open(sys.argv[1], "a+")
+fcntl.flock(lock, fcntl.LOCK_EX)
+lock.truncate(0); lock.write(str(os.getpid())); lock.flush()
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_locked_workdir_is_refused_naming_the_holder_and_a_killed_holder_does_not_block(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}"])
+    before = (workdir / "metrics.jsonl").read_text()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(workdir / ".lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdout.readline().strip() == b"locked"
+    with pytest.raises(SystemExit):
+        run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--overwrite"])
+    assert f"in use by another run (pid {holder.pid})" in capsys.readouterr().err
+    assert (workdir / "metrics.jsonl").read_text() == before  # nothing deleted, nothing written
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    # The killed holder's .lock file is left behind; the OS released its lock, so the run proceeds.
+    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--overwrite"])
+    assert (workdir / ".lock").read_text() == str(os.getpid())
+    assert len(io.read_jsonl(workdir / "metrics.jsonl")) == 1
