@@ -33,8 +33,11 @@ def check_workdir(workdir: str | os.PathLike, *, resume: bool, overwrite: bool) 
     workdir = Path(workdir).absolute()  # orbax needs absolute paths
     if resume and overwrite:
         raise WorkdirError("--resume and --overwrite contradict each other; pass one")
-    if resume and latest_epoch(workdir) is None:
-        raise WorkdirError(f"nothing to resume in {workdir}: it holds no complete checkpoint (start without --resume)")
+    if resume and latest_epoch(workdir) is None and not (workdir / "config.jsonl").is_file():
+        raise WorkdirError(
+            f"nothing to resume in {workdir}: it holds no run (start without --resume, or with --overwrite to "
+            "replace what it holds)"
+        )
     if not resume and not overwrite and workdir.is_dir() and any(p.name != LOCK_NAME for p in workdir.iterdir()):
         raise WorkdirError(
             f"workdir {workdir} already holds a run; pass --resume to continue it or --overwrite to replace it"

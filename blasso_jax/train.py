@@ -153,7 +153,11 @@ def _start(config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, ove
     )
     _log_start(run)
     if resume:
-        epoch, run.state = run.checkpoints.restore(run.state)  # in this run's layout, whichever mesh saved it
+        # A run stopped before its first checkpoint (Ctrl-C, a non-finite loss) restarts from epoch 0.
+        if latest_epoch(workdir) is not None:
+            epoch, run.state = run.checkpoints.restore(run.state)  # in this run's layout, whichever mesh saved it
+        else:
+            epoch = 0
         run.history = [r for r in io.read_jsonl(workdir / "metrics.jsonl") if r["epoch"] <= epoch]
         parallel.sync("metrics read")
         if parallel.is_writer():

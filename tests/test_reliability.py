@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -330,3 +331,20 @@ def test_locked_workdir_is_refused_naming_the_holder_and_a_killed_holder_does_no
     run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--overwrite"])
     assert (workdir / ".lock").read_text() == str(os.getpid())
     assert len(io.read_jsonl(workdir / "metrics.jsonl")) == 1
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}"])
+    straight = (workdir / "metrics.jsonl").read_text()
+    shutil.rmtree(workdir / "checkpoints")  # as a Ctrl-C or non-finite stop before epoch 1's checkpoint leaves it
+    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--resume"])
+    assert [r["epoch"] for r in io.read_jsonl(workdir / "metrics.jsonl")] == [1]
+    assert json.loads(straight)["train_loss"] == io.read_jsonl(workdir / "metrics.jsonl")[0]["train_loss"]
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("not a run")
+    with pytest.raises(SystemExit):
+        run_cli(["--config=smoke", "--epochs=1", f"--workdir={stray}", "--resume"])
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "--overwrite" in err
