@@ -102,12 +102,6 @@ def _load_data(config: TrainConfig) -> data_lib.Dataset:
 
 def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Dataset, policy: str, resume: bool) -> None:
     """Appends the config to `config.jsonl` and writes `dataset.json`, the run's description."""
-    if resume:
-        saved = io.read_jsonl(workdir / "config.jsonl")
-        previous = TrainConfig.from_dict(saved[-1]).to_dict() if saved else config.to_dict()
-        if previous != config.to_dict():
-            changed = {k for k, v in config.to_dict().items() if previous.get(k) != v}
-            log(f"resuming with changed settings: {', '.join(sorted(changed))}")
     io.append_jsonl(workdir / "config.jsonl", config.to_dict())
     description = {
         "name": dataset.name,
@@ -119,11 +113,34 @@ def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Datas
     io.atomic_write_json(workdir / "dataset.json", description)
 
 
+# Settings that do not change the trained function, so a resumed run may change them. `epochs` is not one:
+# the cosine learning-rate schedule is laid out over it, so a longer run is a different run.
+RESUMABLE_CHANGES = frozenset({"test_every", "locality_every", "checkpoint_every", "keep_checkpoints", "on_nonfinite"})
+
+
+def _check_resumed_config(workdir: Path, config: TrainConfig) -> None:
+    """Refuses, before anything is written, to resume the run in `workdir` with settings that change what it trains."""
+    saved = io.read_jsonl(workdir / "config.jsonl")
+    if not saved:
+        return
+    previous = TrainConfig.from_dict(saved[-1]).to_dict()
+    changed = {k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v}
+    changed = {k: values for k, values in changed.items() if k not in RESUMABLE_CHANGES}
+    if changed:
+        listing = "; ".join(f"{k}: saved {old!r}, requested {new!r}" for k, (old, new) in sorted(changed.items()))
+        raise WorkdirError(
+            f"--resume cannot change what the run in {workdir} trains ({listing}); start a new workdir, "
+            "or pass --overwrite to replace this run"
+        )
+
+
 def _start(config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, overwrite: bool) -> _Run:
     """Checks every input, then creates the workdir, the initial state and, with `resume`, restores the newest
     checkpoint and the metrics up to it."""
     config.validate(jax.device_count())
     workdir = check_workdir(workdir, resume=resume, overwrite=overwrite)
+    if resume:
+        _check_resumed_config(workdir, config)
     dataset = _load_data(config)
     policy = dataset.augment if config.augment == "auto" else config.augment
     steps_per_epoch = len(dataset.x_train) // config.batch_size

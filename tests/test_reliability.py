@@ -348,3 +348,18 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path
         run_cli(["--config=smoke", "--epochs=1", f"--workdir={stray}", "--resume"])
     err = capsys.readouterr().err
     assert "nothing to resume" in err and "--overwrite" in err
+
+
+def test_resume_refuses_settings_that_change_the_run_and_writes_nothing(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    base = ["--config=smoke", "--epochs=2", f"--workdir={workdir}"]
+    run_cli([*base, "--stop_after=1"])
+    before = {name: (workdir / name).read_text() for name in ("config.jsonl", "metrics.jsonl")}
+    for changed, message in [("--beta=0.5", "beta: saved"), ("--epochs=3", "epochs: saved 2, requested 3")]:
+        with pytest.raises(SystemExit):
+            run_cli([*base, "--resume", changed])  # the later --epochs wins
+        err = capsys.readouterr().err
+        assert message in err and "new workdir" in err and "--overwrite" in err
+        assert {name: (workdir / name).read_text() for name in before} == before
+    run_cli([*base, "--resume", "--test_every=2"])  # a logging interval may change
+    assert [r["epoch"] for r in io.read_jsonl(workdir / "metrics.jsonl")] == [1, 2]
