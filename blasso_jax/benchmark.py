@@ -187,19 +187,8 @@ def _time_epochs(epoch_fn, state, x, y, warmup: int, epochs: int):
     return compile_seconds, times, totals, cost
 
 
-def benchmark_epochs(
-    config: TrainConfig,
-    *,
-    image_shape: Sequence[int] = (32, 32, 3),
-    num_classes: int = 10,
-    num_examples: int = 50_000,
-    epochs: int = 5,
-    warmup: int = 1,
-    policy: str = "crop_flip",
-    matmul_size: int | None = None,
-) -> dict[str, Any]:
-    """Times `epochs` epochs (after `warmup`) of `step.make_train_epoch` on random uint8 images on device."""
-    config = config.validate(jax.device_count())
+def _epoch_on_random_images(config: TrainConfig, image_shape, num_classes: int, num_examples: int, policy: str):
+    """The real epoch function, a fresh state and random uint8 images on the config's mesh: (epoch, state, x, y)."""
     mesh = parallel.make_mesh(model_parallel=config.model_parallel)
     rng = np.random.default_rng(config.seed)
     x = parallel.put_rows(rng.integers(0, 256, (num_examples, *image_shape), dtype=np.uint8), mesh)
@@ -213,7 +202,24 @@ def benchmark_epochs(
     )
     channels = image_shape[-1]
     epoch_fn = step.make_train_epoch(config, mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels)
+    return epoch_fn, state, x, y
 
+
+def benchmark_epochs(
+    config: TrainConfig,
+    *,
+    image_shape: Sequence[int] = (32, 32, 3),
+    num_classes: int = 10,
+    num_examples: int = 50_000,
+    epochs: int = 5,
+    warmup: int = 1,
+    policy: str = "crop_flip",
+    matmul_size: int | None = None,
+) -> dict[str, Any]:
+    """Times `epochs` epochs (after `warmup`) of `step.make_train_epoch` on random uint8 images on device."""
+    config = config.validate(jax.device_count())
+    steps_per_epoch = num_examples // config.batch_size
+    epoch_fn, state, x, y = _epoch_on_random_images(config, image_shape, num_classes, num_examples, policy)
     compile_seconds, times, totals, cost = _time_epochs(epoch_fn, state, x, y, warmup, epochs)
     seconds = statistics.median(times)
     images = steps_per_epoch * config.batch_size

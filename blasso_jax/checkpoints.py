@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import IO, Any
 
@@ -205,3 +206,40 @@ def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainCo
     manager.close()
     model = model_from_config(config, dataset["num_classes"], dataset["image_shape"])
     return config, model, {"params": restored["params"], "batch_stats": restored["batch_stats"]}
+
+
+# Settings that do not change the trained function, so a resumed run may change them. `epochs` is not one:
+# the cosine learning-rate schedule is laid out over it, so a longer run is a different run.
+RESUMABLE_CHANGES = frozenset({"test_every", "locality_every", "checkpoint_every", "keep_checkpoints", "on_nonfinite"})
+
+
+def check_resumed_config(workdir: Path, config: TrainConfig) -> None:
+    """Refuses, before anything is written, to resume the run in `workdir` with settings that change what it trains."""
+    saved = io.read_jsonl(workdir / "config.jsonl")
+    if not saved:
+        return
+    previous = TrainConfig.from_dict(saved[-1]).to_dict()
+    changed = {k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v}
+    changed = {k: values for k, values in changed.items() if k not in RESUMABLE_CHANGES}
+    if changed:
+        listing = "; ".join(f"{k}: saved {old!r}, requested {new!r}" for k, (old, new) in sorted(changed.items()))
+        raise WorkdirError(
+            f"--resume cannot change what the run in {workdir} trains ({listing}); start a new workdir, "
+            "or pass --overwrite to replace this run"
+        )
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran, or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

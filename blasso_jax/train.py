@@ -13,7 +13,6 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +27,11 @@ from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import (
     Checkpoints,
     WorkdirError,
+    check_resumed_config,
     check_workdir,
     checkpointed_tree,
     create_workdir,
+    git_commit,
     latest_epoch,
     tree_bytes,
 )
@@ -113,34 +114,13 @@ def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Datas
     io.atomic_write_json(workdir / "dataset.json", description)
 
 
-# Settings that do not change the trained function, so a resumed run may change them. `epochs` is not one:
-# the cosine learning-rate schedule is laid out over it, so a longer run is a different run.
-RESUMABLE_CHANGES = frozenset({"test_every", "locality_every", "checkpoint_every", "keep_checkpoints", "on_nonfinite"})
-
-
-def _check_resumed_config(workdir: Path, config: TrainConfig) -> None:
-    """Refuses, before anything is written, to resume the run in `workdir` with settings that change what it trains."""
-    saved = io.read_jsonl(workdir / "config.jsonl")
-    if not saved:
-        return
-    previous = TrainConfig.from_dict(saved[-1]).to_dict()
-    changed = {k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v}
-    changed = {k: values for k, values in changed.items() if k not in RESUMABLE_CHANGES}
-    if changed:
-        listing = "; ".join(f"{k}: saved {old!r}, requested {new!r}" for k, (old, new) in sorted(changed.items()))
-        raise WorkdirError(
-            f"--resume cannot change what the run in {workdir} trains ({listing}); start a new workdir, "
-            "or pass --overwrite to replace this run"
-        )
-
-
 def _start(config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, overwrite: bool) -> _Run:
     """Checks every input, then creates the workdir, the initial state and, with `resume`, restores the newest
     checkpoint and the metrics up to it."""
     config.validate(jax.device_count())
     workdir = check_workdir(workdir, resume=resume, overwrite=overwrite)
     if resume:
-        _check_resumed_config(workdir, config)
+        check_resumed_config(workdir, config)
     dataset = _load_data(config)
     policy = dataset.augment if config.augment == "auto" else config.augment
     steps_per_epoch = len(dataset.x_train) // config.batch_size
@@ -158,16 +138,8 @@ def _start(config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, ove
     state = parallel.init_sharded(
         lambda key: create_train_state(config, model, dataset.image_shape, steps_per_epoch, key), key, mesh
     )
-    run = _Run(
-        config,
-        workdir,
-        dataset,
-        policy,
-        steps_per_epoch,
-        mesh,
-        state,
-        Checkpoints(workdir, config.keep_checkpoints, lock),
-    )
+    checkpoints = Checkpoints(workdir, config.keep_checkpoints, lock)
+    run = _Run(config, workdir, dataset, policy, steps_per_epoch, mesh, state, checkpoints)
     _log_start(run)
     if resume:
         # A run stopped before its first checkpoint (Ctrl-C, a non-finite loss) restarts from epoch 0.
@@ -379,19 +351,3 @@ def _locality_summary(state: TrainState, image_shape: tuple[int, ...]) -> dict[s
     """Locality of a dense first layer's units (see `analysis.locality`), summarised."""
     summary = analysis.locality(state.params["layer1"]["kernel"], image_shape)["summary"]
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
-
-
-def git_commit() -> str | None:
-    """The commit of the code that ran, or None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
