@@ -54,6 +54,7 @@ def load_dataset(
     data_dir: str | None = None,
     cache_dir: str | None = None,
     validation_size: int = 5000,
+    train_size: int | None = None,
     seed: int = 0,
     synthetic_shape: tuple[int, int, int] = (32, 32, 3),
     synthetic_classes: int = 10,
@@ -63,7 +64,8 @@ def load_dataset(
     """Load `name` ('synthetic', a local path or a tfds name) and carve a validation split from train.
 
     `validation_size` examples of the training split, chosen by a permutation from `seed`, become
-    the validation set. `data_dir` is the tfds data directory (None: tfds' default, which honours
+    the validation set; `train_size` of the rest (all when None), chosen by the same permutation, the
+    training set. `data_dir` is the tfds data directory (None: tfds' default, which honours
     $TFDS_DATA_DIR); `cache_dir` keeps decoded local image folders (None: $BLASSO_JAX_CACHE or
     ~/.cache/blasso_jax). The synthetic_* arguments apply to 'synthetic' only.
     """
@@ -74,19 +76,28 @@ def load_dataset(
     else:
         splits = _load_tfds(name, data_dir)
     _check_splits(name, splits)
-    return _make_dataset(name, splits, validation_size, seed)
+    return _make_dataset(name, splits, validation_size, seed, train_size)
 
 
-def _make_dataset(name: str, splits: Splits, validation_size: int, seed: int) -> Dataset:
-    """Carve the validation split out of train, compute channel statistics and pick the augmentation."""
+def _make_dataset(
+    name: str, splits: Splits, validation_size: int, seed: int, train_size: int | None = None
+) -> Dataset:
+    """Carve the validation split (and a training subset) out of train, compute channel statistics and pick
+    the augmentation."""
     num_train = len(splits.x_train)
     if not 0 <= validation_size < num_train:
         raise ValueError(
             f"validation_size {validation_size} does not fit the {num_train} training examples of {name!r}: "
             f"choose 0 (no validation set) up to {num_train - 1}"
         )
+    if train_size is not None and not 1 <= train_size <= num_train - validation_size:
+        raise ValueError(
+            f"train_size {train_size} does not fit the {num_train - validation_size} training examples left "
+            f"of {name!r} after validation_size {validation_size}: choose 1 up to {num_train - validation_size}"
+        )
     order = np.random.default_rng(seed).permutation(num_train)
-    val_idx, train_idx = np.sort(order[:validation_size]), np.sort(order[validation_size:])
+    end = None if train_size is None else validation_size + train_size
+    val_idx, train_idx = np.sort(order[:validation_size]), np.sort(order[validation_size:end])
     x_train = splits.x_train[train_idx]
     mean, std = _channel_stats(x_train)
     return Dataset(

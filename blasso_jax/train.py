@@ -86,6 +86,7 @@ def _load_data(config: TrainConfig) -> data_lib.Dataset:
         data_dir=config.data_dir,
         cache_dir=config.cache_dir,
         validation_size=config.validation_size,
+        train_size=config.train_size,
         seed=config.seed,
         synthetic_shape=config.synthetic_shape,
         synthetic_classes=config.synthetic_classes,

@@ -480,3 +480,16 @@ def test_download_hosts_check_is_fast_offline(monkeypatch):
 
     monkeypatch.setattr(data.socket, "create_connection", refuse)
     assert data._downloads_reachable(tfds.builder("cifar10")) is False
+
+
+def test_train_size_takes_a_seeded_subset_and_keeps_validation():
+    full = data.load_dataset("synthetic", validation_size=100, seed=1)
+    part = data.load_dataset("synthetic", validation_size=100, train_size=300, seed=1)
+    np.testing.assert_array_equal(part.x_val, full.x_val)  # the validation set does not depend on train_size
+    assert len(part.x_train) == 300
+    rows = {row.tobytes() for row in full.x_train}
+    assert all(row.tobytes() in rows for row in part.x_train)
+    # A subset drawn at random, not the first 300 images of the split.
+    assert not np.array_equal(part.x_train, full.x_train[:300])
+    with pytest.raises(ValueError, match=r"train_size 925 does not fit the 924 .* choose 1 up to 924"):
+        data.load_dataset("synthetic", validation_size=100, train_size=925)
