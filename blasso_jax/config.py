@@ -169,6 +169,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         alpha=4,
         train_size=8000,
         epochs=20,
+        augment="crop_flip",
         precision="fp32",
         test_every=5,
         checkpoint_every=5,
