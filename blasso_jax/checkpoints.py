@@ -213,12 +213,18 @@ def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainCo
 RESUMABLE_CHANGES = frozenset({"test_every", "locality_every", "checkpoint_every", "keep_checkpoints", "on_nonfinite"})
 
 
+def saved_config(workdir: str | os.PathLike) -> TrainConfig | None:
+    """The config the run in `workdir` last started with (its `config.jsonl`), or None if it has none."""
+    saved = io.read_jsonl(Path(workdir) / "config.jsonl")
+    return TrainConfig.from_dict(saved[-1]) if saved else None
+
+
 def check_resumed_config(workdir: Path, config: TrainConfig) -> None:
     """Refuses, before anything is written, to resume the run in `workdir` with settings that change what it trains."""
-    saved = io.read_jsonl(workdir / "config.jsonl")
-    if not saved:
+    saved = saved_config(workdir)
+    if saved is None:
         return
-    previous = TrainConfig.from_dict(saved[-1]).to_dict()
+    previous = saved.to_dict()
     changed = {k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v}
     changed = {k: values for k, values in changed.items() if k not in RESUMABLE_CHANGES}
     if changed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,17 @@ class TrainConfig:
         _choice("augment", self.augment, AUGMENTS)
         _choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         _choice("kernel_size", self.kernel_size, KERNEL_SIZES)
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{field.name} must be a finite number, got {value}")
         for name, low in _LOWER_BOUNDS.items():
             _at_least(name, getattr(self, name), low)
-        if self.train_size is not None:
-            _at_least("train_size", self.train_size, 1)
+        for name in ("train_size", "width"):
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 1)
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if device_count % self.model_parallel:

@@ -115,13 +115,20 @@ def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Datas
     io.atomic_write_json(workdir / "dataset.json", description)
 
 
-def _start(config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, overwrite: bool) -> _Run:
+def _start(
+    config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, overwrite: bool, stop_after: int | None
+) -> _Run:
     """Checks every input, then creates the workdir, the initial state and, with `resume`, restores the newest
     checkpoint and the metrics up to it."""
     config.validate(jax.device_count())
+    if stop_after is not None and not 1 <= stop_after <= config.epochs:
+        raise ValueError(f"stop_after {stop_after} is outside the run's epochs 1 to {config.epochs}")
     workdir = check_workdir(workdir, resume=resume, overwrite=overwrite)
     if resume:
         check_resumed_config(workdir, config)
+        done = latest_epoch(workdir)
+        if stop_after is not None and done is not None and stop_after <= done:
+            raise ValueError(f"stop_after {stop_after} is not after the checkpoint of epoch {done} in {workdir}")
     dataset = _load_data(config)
     policy = dataset.augment if config.augment == "auto" else config.augment
     steps_per_epoch = len(dataset.x_train) // config.batch_size
@@ -290,7 +297,7 @@ def train_and_evaluate(
       config, commit, device, wall time), or None after `stop_after`.
     """
     start_time = time.time()
-    run = _start(config, workdir, resume=resume, overwrite=overwrite)
+    run = _start(config, workdir, resume=resume, overwrite=overwrite, stop_after=stop_after)
     if not _train_epochs(run, stop_after):
         return None
     return _summarise(run, time.time() - start_time)

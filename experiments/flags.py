@@ -12,6 +12,7 @@ import typing
 
 from absl import app, flags, logging
 
+from blasso_jax import checkpoints
 from blasso_jax import config as config_lib
 from blasso_jax.checkpoints import WorkdirError
 from blasso_jax.train import NonFiniteLossError
@@ -88,7 +89,8 @@ def config_from_flags(*layers: str) -> config_lib.TrainConfig:
     """The `--config` preset, then the named presets `layers` over it, then every training flag given.
 
     An entry point names the presets that define it (`experiments.table1` trains with SGD whatever
-    `--config` is), so the values stay in `blasso_jax.config.PRESETS`.
+    `--config` is), so the values stay in `blasso_jax.config.PRESETS`. With `--resume --workdir=X` and no
+    `--config`, the base is X's saved config instead, so a run continues with no other flag.
     """
     values = {}
     for name in layers:
@@ -97,7 +99,17 @@ def config_from_flags(*layers: str) -> config_lib.TrainConfig:
         value = flags.FLAGS[field.name].value
         if value is not None:
             values[field.name] = tuple(int(v) for v in value) if field.name == "synthetic_shape" else value
+    saved = _resumed_config()
+    if saved is not None:
+        return saved.replace(**values)
     return config_lib.preset(flags.FLAGS.config, **values)
+
+
+def _resumed_config() -> config_lib.TrainConfig | None:
+    """The saved config of the run that `--resume --workdir` continues, unless `--config` names a preset."""
+    if not (flags.FLAGS.resume and flags.FLAGS.workdir) or flags.FLAGS["config"].present:
+        return None
+    return checkpoints.saved_config(flags.FLAGS.workdir)
 
 
 def run_main(argv: list[str], body: typing.Callable[[], object]) -> None:

@@ -173,6 +173,17 @@ def bad_npz(tmp_path):
         (["--l1_rest=-1e-5"], "l1_rest must be >= 0"),
         (["--learning_rate=0"], "learning_rate must be > 0, got 0"),
         (["--batch_size=12"], "batch_size 12 is not divisible by the 8 devices"),
+        (["--beta=inf"], "beta must be a finite number, got inf"),
+        (["--learning_rate=nan"], "learning_rate must be a finite number, got nan"),
+        (["--l1_first=-inf"], "l1_first must be a finite number, got -inf"),
+        (["--momentum=inf"], "momentum must be a finite number"),
+        (["--weight_decay=nan"], "weight_decay must be a finite number"),
+        (["--l1_rest=inf"], "l1_rest must be a finite number"),
+        (["--model=3-fc", "--width=0"], "width must be >= 1, got 0"),
+        (["--train_size=0"], "train_size must be >= 1, got 0"),
+        (["--seed=-1"], "seed must be an integer from 0 to 2**32 - 1, got -1"),
+        (["--stop_after=0"], "stop_after 0 is outside the run's epochs 1 to 2"),
+        (["--stop_after=3"], "stop_after 3 is outside the run's epochs 1 to 2"),
     ],
 )
 def test_bad_flags_fail_with_a_message_and_write_nothing(tmp_path, capsys, argv, message):
@@ -363,3 +374,17 @@ def test_resume_refuses_settings_that_change_the_run_and_writes_nothing(tmp_path
         assert {name: (workdir / name).read_text() for name in before} == before
     run_cli([*base, "--resume", "--test_every=2"])  # a logging interval may change
     assert [r["epoch"] for r in io.read_jsonl(workdir / "metrics.jsonl")] == [1, 2]
+
+
+def test_resume_with_only_the_workdir_continues_from_the_saved_config(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    # Not the table2 preset's values: a resume that fell back to the preset would train S-FC α=150 on tfds CIFAR-10.
+    run_cli(["--config=smoke", "--epochs=3", "--alpha=2", f"--workdir={workdir}", "--stop_after=1"])
+    run_cli([f"--workdir={workdir}", "--resume"])
+    assert [r["epoch"] for r in io.read_jsonl(workdir / "metrics.jsonl")] == [1, 2, 3]
+    configs = io.read_jsonl(workdir / "config.jsonl")
+    assert len(configs) == 2 and configs[0] == configs[1]
+    # A changing flag is still refused against the saved config, naming both values.
+    with pytest.raises(SystemExit):
+        run_cli([f"--workdir={workdir}", "--resume", "--alpha=3"])
+    assert "alpha: saved 2, requested 3" in capsys.readouterr().err
