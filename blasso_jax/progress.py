@@ -25,6 +25,8 @@ class Progress:
             parts.append(f"val {record['val_accuracy']:.4f}")
         if record.get("test_accuracy") is not None:
             parts.append(f"test {record['test_accuracy']:.4f}")
+        if record.get("skipped_steps"):
+            parts.append(f"skipped {record['skipped_steps']} step(s)")
         parts += [
             f"non-zero {100 * sparsity:.2f}%",
             f"{record['epoch_seconds']:.2f}s/epoch",

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from blasso_jax import analysis, io, methods, parallel
+from blasso_jax import analysis, io, methods, parallel, stopping
 from blasso_jax import data as data_lib
 from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import (
@@ -189,29 +189,46 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
     root_key = jax.random.key(config.seed)
     progress = Progress(config.epochs)
     first_epoch = run.history[-1]["epoch"] + 1 if run.history else 1
-    for epoch in range(first_epoch, config.epochs + 1):
-        tic = time.time()
-        run.state, totals = train_epoch(run.state, x_train, y_train, jax.random.fold_in(root_key, epoch))
-        totals, nonzero = parallel.fetch((totals, count_nonzero(run.state.params)))
-        if int(totals.first_nonfinite_step) >= 0 and config.on_nonfinite == "stop":
-            run.checkpoints.close()
-            raise NonFiniteLossError(
-                f"non-finite loss or gradient at epoch {epoch}, step {int(totals.first_nonfinite_step) + 1} of "
-                f"{run.steps_per_epoch}; the last good checkpoint is epoch {latest_epoch(run.workdir)} in "
-                f"{run.workdir / 'checkpoints'} "
-                "(lower the learning rate, or set on_nonfinite='skip' to skip such steps)"
-            )
-        record = _epoch_record(run, epoch, totals, nonzero, accuracy, tic)
-        _finish_epoch(run, record, stop_after)
-        seconds = [r["epoch_seconds"] for r in run.history[-20:]]
-        if parallel.is_writer():
-            progress.update(record, float(np.median(seconds)) * (config.epochs - epoch))
-        if epoch == stop_after:
-            run.checkpoints.close()
-            log(f"stopped after epoch {epoch} as asked; continue with --resume")
-            return False
+    with stopping.stop_on_signals() as stop:
+        for epoch in range(first_epoch, config.epochs + 1):
+            tic = time.time()
+            run.state, totals = train_epoch(run.state, x_train, y_train, jax.random.fold_in(root_key, epoch))
+            totals, nonzero = parallel.fetch((totals, count_nonzero(run.state.params)))
+            _check_finite(run, epoch, totals)
+            record = _epoch_record(run, epoch, totals, nonzero, accuracy, tic)
+            signum = stop.agreed()
+            _finish_epoch(run, record, checkpoint=epoch == stop_after or signum is not None)
+            seconds = [r["epoch_seconds"] for r in run.history[-20:]]
+            if parallel.is_writer():
+                progress.update(record, float(np.median(seconds)) * (config.epochs - epoch))
+            if signum is not None and epoch < config.epochs:
+                run.checkpoints.close()
+                raise stopping.StopRequested(signum, epoch, str(run.workdir))
+            if epoch == stop_after:
+                run.checkpoints.close()
+                log(f"stopped after epoch {epoch} as asked; continue with --resume")
+                return False
     run.checkpoints.close()
     return True
+
+
+def _check_finite(run: _Run, epoch: int, totals: EpochTotals) -> None:
+    """Stops the run at a non-finite loss or gradient (on_nonfinite='stop'), or when every step of the epoch
+    was skipped for one ('skip': nothing was trained, so going on would only report garbage)."""
+    first_bad = int(totals.first_nonfinite_step)
+    every_step = int(totals.skipped_steps) >= run.steps_per_epoch
+    if first_bad < 0 or (run.config.on_nonfinite == "skip" and not every_step):
+        return
+    run.checkpoints.close()
+    where = (
+        f"every one of the {run.steps_per_epoch} steps of epoch {epoch} had a non-finite loss or gradient (skipped)"
+        if run.config.on_nonfinite == "skip"
+        else f"non-finite loss or gradient at epoch {epoch}, step {first_bad + 1} of {run.steps_per_epoch}"
+    )
+    raise NonFiniteLossError(
+        f"{where}; the last good checkpoint is epoch {latest_epoch(run.workdir)} in {run.workdir / 'checkpoints'} "
+        "(lower the learning rate, or set on_nonfinite='skip' to skip such steps)"
+    )
 
 
 def _make_accuracy(run: _Run) -> Callable[[TrainState, str], float | None]:
@@ -262,12 +279,12 @@ def _epoch_record(run: _Run, epoch: int, totals: EpochTotals, nonzero: dict, acc
     return record
 
 
-def _finish_epoch(run: _Run, record: dict, stop_after: int | None) -> None:
-    """Checkpoints the epoch when due or when it is the best so far, then appends its record to the history."""
+def _finish_epoch(run: _Run, record: dict, checkpoint: bool) -> None:
+    """Checkpoints the epoch when due, asked (`checkpoint`) or the best so far, then appends its record."""
     config, epoch = run.config, record["epoch"]
     best = run.best_record
     new_best = record["val_accuracy"] is not None and (best is None or record["val_accuracy"] > best["val_accuracy"])
-    if new_best or epoch % config.checkpoint_every == 0 or epoch in (config.epochs, stop_after):
+    if new_best or epoch % config.checkpoint_every == 0 or epoch == config.epochs or checkpoint:
         run.checkpoints.save(epoch, run.state, record["val_accuracy"])
     if parallel.is_writer():
         io.append_jsonl(run.workdir / "metrics.jsonl", record)

@@ -7,12 +7,13 @@ with five epochs. `--config` names a preset in `blasso_jax.config.PRESETS`.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import typing
 
 from absl import app, flags, logging
 
-from blasso_jax import checkpoints
+from blasso_jax import checkpoints, stopping
 from blasso_jax import config as config_lib
 from blasso_jax.checkpoints import WorkdirError
 from blasso_jax.train import NonFiniteLossError
@@ -124,6 +125,13 @@ def run_main(argv: list[str], body: typing.Callable[[], object]) -> None:
         body()
     except USER_ERRORS as error:
         fail(error)
+    except stopping.StopRequested as stop:
+        print(stop, file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the epochs (loading data, compiling): nothing was checkpointed; --resume restarts.
+        print("interrupted before a checkpoint; rerun with --resume (or --overwrite)", file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
 
 
 def quiet_library_logs() -> None:

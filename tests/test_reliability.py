@@ -1,5 +1,6 @@
 """Reliability: crash and resume, determinism, non-finite losses, bad input, nothing lost."""
 
+import io as io_module
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from PIL import Image
 
 from blasso_jax import augment, checkpoints, io, models, step, train
 from blasso_jax import config as config_lib
+from blasso_jax.progress import Progress
 from experiments import table2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,6 +125,73 @@ def test_nonfinite_steps_can_be_skipped_and_counted(tmp_path, nan_on_bright_batc
     assert results["test_accuracy"]["final"] is not None
     _, _, variables = checkpoints.load_run(tmp_path / "run")
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables))
+    assert any(f"skipped {r['skipped_steps']} step(s)" in line for r, line in zip(records, progress_lines(records)))
+
+
+def progress_lines(records):
+    stream = io_module.StringIO()
+    progress = Progress(len(records), stream)
+    for record in records:
+        progress.update(record, 0.0)
+    return stream.getvalue().splitlines()
+
+
+def test_an_epoch_with_every_step_skipped_stops_the_run_even_in_skip_mode(tmp_path, monkeypatch, capsys):
+    normalize = augment.normalize
+    monkeypatch.setattr(augment, "normalize", lambda *args, **kwargs: normalize(*args, **kwargs) * jnp.nan)
+    workdir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["--config=smoke", f"--workdir={workdir}", "--on_nonfinite=skip"])
+    assert exit_info.value.code == 1
+    assert "every one of the 6 steps of epoch 1 had a non-finite loss or gradient" in capsys.readouterr().err
+    assert not (workdir / "results.json").exists() and io.read_jsonl(workdir / "metrics.jsonl") == []
+
+
+SIGNAL_RUN = ["--config=smoke", "--epochs=10", "--checkpoint_every=100", "--synthetic_train_size=1024"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_signal_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight") / "run"
+    run_cli([*SIGNAL_RUN, f"--workdir={workdir}"])
+    return workdir
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_checkpoints_the_epoch_and_resume_matches_an_uninterrupted_run(
+    tmp_path, signum, uninterrupted_signal_run
+):
+    config_flags, straight = SIGNAL_RUN, uninterrupted_signal_run
+
+    stopped = tmp_path / "stopped"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.table2", *config_flags, f"--workdir={stopped}"],
+        cwd=tmp_path,  # entry points run from any directory
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not io.read_jsonl(stopped / "metrics.jsonl") and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum
+    epoch = io.read_jsonl(stopped / "metrics.jsonl")[-1]["epoch"]
+    assert epoch < 10, "the run should have stopped part-way"
+    assert f"stopped at epoch {epoch} ({signal.Signals(signum).name}); continue with --resume --workdir={stopped}" in err
+    assert "Traceback" not in err
+    assert checkpoints.latest_epoch(stopped) == epoch  # checkpoint_every=100: written because of the signal
+
+    run_cli([f"--workdir={stopped}", "--resume"])
+    _, _, a = checkpoints.load_run(straight)
+    _, _, b = checkpoints.load_run(stopped)
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    drop = ("epoch_seconds",)
+    strip = [{k: v for k, v in r.items() if k not in drop} for r in io.read_jsonl(straight / "metrics.jsonl")]
+    assert strip == [{k: v for k, v in r.items() if k not in drop} for r in io.read_jsonl(stopped / "metrics.jsonl")]
 
 
 def write_folder(root, sizes=None, classes=("a", "b"), test_classes=None):
