@@ -79,9 +79,7 @@ def load_dataset(
     return _make_dataset(name, splits, validation_size, seed, train_size)
 
 
-def _make_dataset(
-    name: str, splits: Splits, validation_size: int, seed: int, train_size: int | None = None
-) -> Dataset:
+def _make_dataset(name: str, splits: Splits, validation_size: int, seed: int, train_size: int | None = None) -> Dataset:
     """Carve the validation split (and a training subset) out of train, compute channel statistics and pick
     the augmentation."""
     num_train = len(splits.x_train)

@@ -181,7 +181,8 @@ def test_a_signal_checkpoints_the_epoch_and_resume_matches_an_uninterrupted_run(
     assert process.returncode == 128 + signum
     epoch = io.read_jsonl(stopped / "metrics.jsonl")[-1]["epoch"]
     assert epoch < 10, "the run should have stopped part-way"
-    assert f"stopped at epoch {epoch} ({signal.Signals(signum).name}); continue with --resume --workdir={stopped}" in err
+    name = signal.Signals(signum).name
+    assert f"stopped at epoch {epoch} ({name}); continue with --resume --workdir={stopped}" in err
     assert "Traceback" not in err
     assert checkpoints.latest_epoch(stopped) == epoch  # checkpoint_every=100: written because of the signal
 
