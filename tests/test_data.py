@@ -1,6 +1,8 @@
 """Tests for blasso_jax.data: every source kind, the validation split, augmentation and normalization."""
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -493,3 +495,66 @@ def test_train_size_takes_a_seeded_subset_and_keeps_validation():
     assert not np.array_equal(part.x_train, full.x_train[:300])
     with pytest.raises(ValueError, match=r"train_size 925 does not fit the 924 .* choose 1 up to 924"):
         data.load_dataset("synthetic", validation_size=100, train_size=925)
+
+
+def test_cache_is_keyed_by_content_and_decoding_reports_progress(tmp_path, capsys):
+    _write_tree(tmp_path / "tree")
+    archive = _tar(tmp_path / "tree", tmp_path / "tree.tar.gz", None)
+    cache = tmp_path / "cache"
+    first = data.load_dataset(str(archive), cache_dir=str(cache), validation_size=2)
+    out = capsys.readouterr().out
+    assert f"reading {archive}" in out and "decoded 24 / 24 images" in out
+    (entry,) = cache.glob("*.npz")
+    assert f"cached the decoded images in {entry}" in out
+    copy = tmp_path / "elsewhere" / "renamed.tgz"
+    copy.parent.mkdir()
+    shutil.copyfile(archive, copy)
+    os.utime(copy, ns=(0, 0))  # another path and another mtime, the same bytes
+    _assert_same(first, data.load_dataset(str(copy), cache_dir=str(cache), validation_size=2))
+    assert list(cache.glob("*.npz")) == [entry] and "decoded" not in capsys.readouterr().out
+
+
+def _truncated(path, keep):
+    path.write_bytes(path.read_bytes()[:keep])
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_archive_is_named(tmp_path, damage):
+    _write_tree(tmp_path / "tree")
+    archive = _tar(tmp_path / "tree", tmp_path / "tree.tar.gz", None)
+    if damage == "truncated":
+        _truncated(archive, archive.stat().st_size // 2)
+    else:
+        archive.write_bytes(b"not an archive at all" * 100)
+    with pytest.raises(ValueError, match=f"cannot read {re.escape(str(archive))}: the archive is corrupt or truncated"):
+        data.load_dataset(str(archive), validation_size=0, cache_dir=str(tmp_path / "cache"))
+
+
+def _npz(path, **overrides):
+    arrays = {
+        "x_train": np.zeros((6, 4, 4, 3), np.uint8),
+        "y_train": np.array([0, 1, 2, 0, 1, 2]),
+        "x_test": np.zeros((3, 4, 4, 3), np.uint8),
+        "y_test": np.array([0, 1, 2]),
+    }
+    np.savez(path, **{**arrays, **overrides})
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: _truncated(_npz(p), 300), "not a complete .npz archive"),
+        (lambda p: p.write_bytes(b"plain text, not a zip") and p, "not an .npz archive of arrays"),
+        (lambda p: _npz(p, y_train=np.array([0, 1, 2, 0, 1, 2.5])), "y_train of .* has dtype float64"),
+        (lambda p: _npz(p, y_test=np.array([0, np.nan, 2])), "y_test of .* has dtype float64"),
+        (lambda p: _npz(p, y_test=np.array([0, -1, 2])), "labels from -1 to 2"),
+        (lambda p: _npz(p, y_train=np.array([0, 1, 2, 0, 1, 10**9])), "4 distinct labels, the largest 1000000000"),
+    ],
+)
+def test_a_bad_npz_is_refused_naming_the_file(tmp_path, make, message):
+    path = make(tmp_path / "d.npz")
+    with pytest.raises(ValueError, match=message) as error:
+        data.load_dataset(str(path), validation_size=0)
+    assert str(path) in str(error.value)
