@@ -161,19 +161,30 @@ def rotate(image: jax.Array, value: jax.Array) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=1)
-def _autocontrast_float64_shortfalls() -> np.ndarray:
-    """Sorted keys lo * 65536 + hi * 256 + p where Pillow's float64 int(p * scale + offset) is 1 below the exact
-    floor((p - lo) * 255 / (hi - lo)) (always an exact-integer case rounded down)."""
-    keys = []
+def _autocontrast_float64_shortfalls() -> tuple[np.ndarray, np.ndarray]:
+    """Where Pillow's float64 int(p * scale + offset) is 1 below the exact floor((p - lo) * 255 / (hi - lo)).
+
+    Always an exact-integer quotient rounded down: 12,094 levels p over 5,958 (lo, hi) pairs, at most 17 per pair.
+    Returns the sorted pair keys lo * 256 + hi (int32 [pairs]) and each pair's levels p (int32 [pairs, 17],
+    padded with -1), tabulated once in numpy float64, which rounds as Python does.
+    """
+    shortfalls = []
     for spread in range(1, 256):
         scale = 255.0 / spread
         low = np.arange(256 - spread)[:, None]
-        pixel = low + np.arange(spread + 1)[None, :]
-        pillow = (pixel * scale + (-low * scale)).astype(np.int64)
-        exact = (pixel - low) * 255 // spread
-        short_low, short_pixel = np.nonzero(pillow < exact)
-        keys.append(short_low * 65536 + (short_low + spread) * 256 + pixel[short_low, short_pixel])
-    return np.sort(np.concatenate(keys)).astype(np.int32)
+        level = low + np.arange(spread + 1)[None, :]
+        pillow = (level * scale + (-low * scale)).astype(np.int64)
+        exact = (level - low) * 255 // spread
+        rows, columns = np.nonzero(pillow < exact)
+        shortfalls += zip((rows * 256 + rows + spread).tolist(), level[rows, columns].tolist())
+    pair_keys = np.unique([pair for pair, _ in shortfalls]).astype(np.int32)
+    levels = np.full((pair_keys.size, 17), -1, np.int32)
+    filled = np.zeros(pair_keys.size, np.int64)
+    for pair, level in shortfalls:
+        row = np.searchsorted(pair_keys, pair)
+        levels[row, filled[row]] = level
+        filled[row] += 1
+    return pair_keys, levels
 
 
 def auto_contrast(image: jax.Array, value: jax.Array | None = None) -> jax.Array:
@@ -183,11 +194,12 @@ def auto_contrast(image: jax.Array, value: jax.Array | None = None) -> jax.Array
     low = pixels.min(axis=(0, 1))
     high = pixels.max(axis=(0, 1))
     spread = high - low
+    pair_keys, shortfall_levels = (jnp.asarray(table) for table in _autocontrast_float64_shortfalls())
+    pair = low * 256 + high
+    row = jnp.clip(jnp.searchsorted(pair_keys, pair), 0, pair_keys.shape[0] - 1)
+    shortfalls = jnp.where((pair_keys[row] == pair)[:, None], shortfall_levels[row], -1)  # [C, 17]
     stretched = (pixels - low) * 255 // jnp.maximum(spread, 1)
-    table = jnp.asarray(_autocontrast_float64_shortfalls())
-    keys = low * 65536 + high * 256 + pixels
-    found = table[jnp.clip(jnp.searchsorted(table, keys), 0, table.shape[0] - 1)] == keys
-    stretched = stretched - found.astype(jnp.int32)
+    stretched = stretched - (pixels[..., None] == shortfalls).any(axis=-1)
     return jnp.where(spread > 0, stretched, pixels).astype(jnp.uint8)
 
 
