@@ -218,3 +218,18 @@ def test_each_image_draws_its_own_sub_policy_and_ops_fire_with_their_probability
     chosen, inverted = nearest % 8, nearest >= 8
     assert len(set(chosen.tolist())) == 8
     assert 0.3 <= inverted.mean() <= 0.7
+
+
+def test_auto_contrast_reproduces_pillows_float64_rounding_down_of_exact_levels():
+    # Channels spanning [lo, hi] for many (lo, hi): Pillow computes int(p * 255 / (hi - lo) - lo * 255 / (hi - lo))
+    # in float64, which for some pairs maps hi to 254 (e.g. lo = 0, hi = 25) or an interior level 1 below.
+    rng = np.random.default_rng(5)
+    low = rng.integers(0, 200, (24, 3))
+    high = low + rng.integers(1, 256 - low)
+    low[0], high[0] = (0, 0, 0), (25, 29, 50)
+    fraction = np.linspace(0, 1, 32 * 32).reshape(32, 32, 1)
+    images = np.round(low[:, None, None, :] + fraction * (high - low)[:, None, None, :]).astype(np.uint8)
+    got = np.asarray(jax.jit(jax.vmap(autoaugment.auto_contrast))(images))
+    want = np.stack([np.asarray(ImageOps.autocontrast(Image.fromarray(image))) for image in images])
+    np.testing.assert_array_equal(got, want)
+    assert (want.max(axis=(1, 2)) == 254).sum() >= 3  # the case this test is about does occur
