@@ -119,7 +119,7 @@ def test_cli_on_tfds_mock_data(tmp_path):
     check_outputs(workdir, epochs=2)
 
 
-def epoch_params(devices, steps=3):
+def epoch_params(devices, steps=3, host_loop=None):
     """Parameters after `steps` epochs of the real epoch function on a mesh over `devices`."""
     config = config_lib.preset("smoke", batch_size=32, synthetic_train_size=128 + 64, validation_size=64)
     dataset = data_lib.load_dataset("synthetic", validation_size=64, synthetic_train_size=192, seed=0)
@@ -128,7 +128,9 @@ def epoch_params(devices, steps=3):
     model = models.create_model("s-fc", 1, 10, dataset.image_shape)
     state = step.create_train_state(config, model, dataset.image_shape, 4, jax.random.key(0))
     state = jax.device_put(state, replicated)
-    epoch = step.make_train_epoch(config, mesh, len(dataset.x_train), "crop_flip", dataset.mean, dataset.std)
+    epoch = step.make_train_epoch(
+        config, mesh, len(dataset.x_train), "crop_flip", dataset.mean, dataset.std, host_loop=host_loop
+    )
     x, y = (jax.device_put(a, replicated) for a in (dataset.x_train, dataset.y_train.astype(np.int32)))
     for e in range(steps):
         state, totals = epoch(state, x, y, jax.random.key(e))
@@ -143,6 +145,26 @@ def test_eight_devices_match_one_device():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), one, eight)
     changed = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), one[0], epoch_params(jax.devices()[:1], 1)[0])
     assert max(jax.tree.leaves(changed)) > 1e-3  # the epochs did move the parameters
+
+
+def test_steps_dispatched_from_the_host_equal_one_scan():
+    # On CPU the epoch dispatches its steps from Python (XLA:CPU runs convolutions slowly inside a scan).
+    for devices in (jax.devices()[:1], jax.devices()):
+        scanned, looped = (epoch_params(devices, 2, host_loop=flag) for flag in (False, True))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), scanned, looped)
+    config = config_lib.preset("smoke")
+    model = models.create_model("s-fc", 1, 10, (32, 32, 3))
+    state = step.create_train_state(config, model, (32, 32, 3), 4, jax.random.key(0))
+    x, y = step.pad_for_eval(
+        np.random.default_rng(0).integers(0, 256, (100, 32, 32, 3), np.uint8), np.arange(100) % 10, 32
+    )
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    correct = [
+        step.make_evaluate(config, mesh, 32, (0.5,) * 3, (0.25,) * 3, host_loop=flag)(state, x, y)
+        for flag in (False, True)
+    ]
+    assert int(correct[0][0]) == int(correct[1][0]) and 0 < int(correct[0][0]) < 100
+    np.testing.assert_allclose(float(correct[0][1]), float(correct[1][1]), rtol=1e-6)
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
