@@ -1,4 +1,10 @@
-"""On-device augmentation and normalisation of uint8 image batches, called inside the jitted training step."""
+"""On-device augmentation and normalisation of uint8 image batches, called inside the jitted training step.
+
+Fast AutoAugment follows the authors' CIFAR training (kakaobrain/fast-autoaugment, FastAutoAugment/data.py),
+in this order: the searched policy on each image (`blasso_jax.autoaugment`), a random crop from a 4-pixel zero
+padding, a random horizontal flip (not for SVHN: a mirrored digit is another symbol), normalisation, then
+Cutout 16x16 (zeros after normalisation, i.e. the mean colour; the authors' `CutoutDefault`).
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,66 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-AUGMENT_POLICIES = ("crop_flip", "crop", "none")
+from blasso_jax import autoaugment
+
+# Fast AutoAugment per dataset kind: (the authors' searched policy, the crop/flip that follows it).
+FAST_AUTOAUGMENT = {
+    "fast_autoaugment_cifar": ("fa_reduced_cifar10", "crop_flip"),
+    "fast_autoaugment_svhn": ("fa_reduced_svhn", "crop"),
+}
+AUGMENT_POLICIES = (*FAST_AUTOAUGMENT, "crop_flip", "crop", "none")
+CUTOUT_SIZE = 16  # the authors' --cutout 16 for CIFAR and SVHN
+
+
+def prepare_batch(
+    key: jax.Array,
+    images: jax.Array,
+    policy: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    dtype: Any = jnp.float32,
+) -> jax.Array:
+    """A uint8 training batch augmented by `policy`, normalised, and for Fast AutoAugment cut out."""
+    if policy not in FAST_AUTOAUGMENT:
+        return normalize(augment_batch(key, images, policy), mean, std, dtype)
+    augment_key, cutout_key = jax.random.split(key)
+    normalized = normalize(augment_batch(augment_key, images, policy), mean, std, dtype)
+    return normalized * cutout_masks(cutout_key, images.shape[:3], CUTOUT_SIZE)[..., None].astype(dtype)
+
+
+def cutout_masks(key: jax.Array, shape: tuple[int, int, int], size: int) -> jax.Array:
+    """[B, H, W] masks, 0 in a size x size square (clipped at the border) around a uniform centre per image.
+
+    The authors' `CutoutDefault`: rows clip(y - size // 2, 0, H) to clip(y + size // 2, 0, H), exclusive.
+    """
+    batch, height, width = shape
+    y_key, x_key = jax.random.split(key)
+    centre_y = jax.random.randint(y_key, (batch, 1, 1), 0, height)
+    centre_x = jax.random.randint(x_key, (batch, 1, 1), 0, width)
+    rows = jnp.arange(height)[None, :, None]
+    columns = jnp.arange(width)[None, None, :]
+    inside_y = (rows >= centre_y - size // 2) & (rows < centre_y + size // 2)
+    inside_x = (columns >= centre_x - size // 2) & (columns < centre_x + size // 2)
+    return ~(inside_y & inside_x)
 
 
 def augment_batch(key: jax.Array, images: jax.Array, policy: str, padding: int = 4) -> jax.Array:
     """Randomly crop (from a zero padding of `padding` pixels) and maybe mirror each image of a batch.
 
     Jittable with `policy` and `padding` static; uint8 [B, H, W, C] in and out. 'crop_flip' crops
-    and flips each image left-right with probability 1/2, 'crop' only crops, 'none' is the identity.
+    and flips each image left-right with probability 1/2, 'crop' only crops, 'none' is the identity;
+    the Fast AutoAugment policies apply their searched policy per image first, then their crop/flip
+    (their Cutout comes after normalisation: `prepare_batch`).
     """
     if policy not in AUGMENT_POLICIES:
         raise ValueError(f"unknown augmentation policy {policy!r}; choose one of {AUGMENT_POLICIES}")
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
+    if policy in FAST_AUTOAUGMENT:
+        searched, then = FAST_AUTOAUGMENT[policy]
+        policy_key, key = jax.random.split(key)
+        images = autoaugment.augment_batch_fast_autoaugment(policy_key, images, autoaugment.load_policy(searched))
+        policy = then
     if policy == "none":
         return images
     batch, height, width, channels = images.shape

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from blasso_jax.local_data import NPZ_KEYS, SPLITS, Splits, cache_root, load_local
+from blasso_jax.report import paper_dataset
 
 _SOURCE_KINDS = (
     "'synthetic', an existing local path (an image folder <root>/<split>/<label>/<image>, "
@@ -114,9 +115,23 @@ def _make_dataset(name: str, splits: Splits, validation_size: int, seed: int, tr
     )
 
 
+def augment_policy(requested: str, dataset: Dataset) -> str:
+    """The `blasso_jax.augment` policy a config's `augment` means for `dataset`: 'auto' is the dataset's default,
+    'fast_autoaugment' the authors' SVHN policy for SVHN and their CIFAR one otherwise."""
+    if requested == "auto":
+        return dataset.augment
+    if requested == "fast_autoaugment":
+        return "fast_autoaugment_svhn" if paper_dataset(dataset.name) == "svhn_cropped" else "fast_autoaugment_cifar"
+    return requested
+
+
 def _default_augment(name: str, channels: int) -> str:
-    """The usual policy for the data: no flips for digits (a mirrored digit is another symbol)."""
+    """The usual policy for the data: the paper's Fast AutoAugment for its datasets (CIFAR-10/100, SVHN, or a
+    local copy named after one), else crop+flip, with no flips for digits (a mirrored digit is another symbol)."""
     lowered = name.lower()
+    paper = paper_dataset(name)
+    if paper is not None and channels == 3:
+        return "fast_autoaugment_svhn" if paper == "svhn_cropped" else "fast_autoaugment_cifar"
     if name == "synthetic":
         # Synthetic classes are pixel-aligned templates: shifting or mirroring them would only blur
         # the signal a smoke run needs to see its loss fall.

@@ -130,7 +130,7 @@ def make_train_epoch(
         x, y = data
         images = parallel.gather_rows(x, indices, mesh)
         labels = parallel.gather_rows(y, indices, mesh)
-        images = augment.normalize(augment.augment_batch(key, images, policy), mean, std, compute_dtype)
+        images = augment.prepare_batch(key, images, policy, mean, std, compute_dtype)
         new_state, loss, logits, finite = train_step(state, images, labels)
         apply = finite if skip else finite & (totals.first_nonfinite_step < 0)
         state = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_state, state)

@@ -130,7 +130,7 @@ def _start(
         if stop_after is not None and done is not None and stop_after <= done:
             raise ValueError(f"stop_after {stop_after} is not after the checkpoint of epoch {done} in {workdir}")
     dataset = _load_data(config)
-    policy = dataset.augment if config.augment == "auto" else config.augment
+    policy = data_lib.augment_policy(config.augment, dataset)
     steps_per_epoch = len(dataset.x_train) // config.batch_size
     model = model_from_config(config, dataset.num_classes, dataset.image_shape)
     # Every input is checked: from here on the run writes to its workdir (process 0 its files, under its lock).

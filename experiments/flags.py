@@ -31,7 +31,8 @@ _HELP = {
     "beta": "β of β-LASSO (threshold β·λ)",
     "l1_first": "λ of the first (convolution-like) layer",
     "l1_rest": "λ of the other weight layers",
-    "augment": "auto (the dataset's default), crop_flip, crop or none",
+    "augment": "auto (the dataset's default: fast_autoaugment for CIFAR-10/100 and SVHN), fast_autoaugment, "
+    "crop_flip, crop or none",
     "precision": "bf16 (bf16 matmuls, fp32 params/BatchNorm/update) or fp32",
     "on_nonfinite": "stop (exit non-zero) or skip (skip and count the step) on a NaN/inf loss",
 }

@@ -233,3 +233,63 @@ def test_auto_contrast_reproduces_pillows_float64_rounding_down_of_exact_levels(
     want = np.stack([np.asarray(ImageOps.autocontrast(Image.fromarray(image))) for image in images])
     np.testing.assert_array_equal(got, want)
     assert (want.max(axis=(1, 2)) == 254).sum() >= 3  # the case this test is about does occur
+
+
+# --- Fast AutoAugment inside training ------------------------------------------------------------
+
+
+def test_cutout_masks_follow_the_authors_cutout_default():
+    from blasso_jax import augment
+
+    key = jax.random.key(3)
+    masks = np.asarray(augment.cutout_masks(key, (64, 32, 32), 16))
+    y_key, x_key = jax.random.split(key)
+    centre_y = np.asarray(jax.random.randint(y_key, (64, 1, 1), 0, 32)).ravel()
+    centre_x = np.asarray(jax.random.randint(x_key, (64, 1, 1), 0, 32)).ravel()
+    for mask, y, x in zip(masks, centre_y, centre_x):
+        expected = np.ones((32, 32), bool)  # FastAutoAugment/data.py CutoutDefault, in numpy
+        y1, y2 = np.clip(y - 8, 0, 32), np.clip(y + 8, 0, 32)
+        x1, x2 = np.clip(x - 8, 0, 32), np.clip(x + 8, 0, 32)
+        expected[y1:y2, x1:x2] = False
+        np.testing.assert_array_equal(mask, expected)
+    assert len(set(zip(centre_y, centre_x))) > 32  # centres differ per image
+
+
+def test_a_fast_autoaugment_epoch_compiles_once_inside_the_scan():
+    from blasso_jax import config as config_lib
+    from blasso_jax import data, models, parallel, step
+
+    config = config_lib.preset("smoke", batch_size=32)
+    dataset = data.load_dataset("synthetic", validation_size=0, synthetic_train_size=96)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    model = models.create_model("s-fc", 1, 10, dataset.image_shape)
+    results = {}
+    for policy in ("fast_autoaugment_cifar", "crop_flip"):
+        state = step.create_train_state(config, model, dataset.image_shape, 3, jax.random.key(0))
+        state = parallel.shard_state(state, mesh)
+        x, y = (parallel.put_rows(a, mesh) for a in (dataset.x_train, dataset.y_train))
+        epoch = step.make_train_epoch(config, mesh, 96, policy, dataset.mean, dataset.std, host_loop=False)
+        for e in range(3):
+            state, totals = epoch(state, x, y, jax.random.key(e))
+        assert epoch._cache_size() == 1 and int(totals.examples) == 96 and np.isfinite(float(totals.loss))
+        results[policy] = jax.device_get(state.params["layer1"]["kernel"])
+    assert not np.allclose(results["fast_autoaugment_cifar"], results["crop_flip"])
+
+
+def test_table2_defaults_to_fast_autoaugment_for_the_papers_datasets():
+    from blasso_jax import config as config_lib
+    from blasso_jax import data
+
+    assert config_lib.preset("table2").augment == "auto"
+    cases = {
+        "cifar10": "fast_autoaugment_cifar",
+        "cifar100": "fast_autoaugment_cifar",
+        "svhn_cropped": "fast_autoaugment_svhn",
+        "/data/cifar10_jpeg_q75_images.tar.gz": "fast_autoaugment_cifar",
+        "/data/my_photos": "crop_flip",
+    }
+    for name, expected in cases.items():
+        assert data._default_augment(name, 3) == expected
+    svhn = data.load_dataset("synthetic", validation_size=0)
+    assert data.augment_policy("fast_autoaugment", svhn) == "fast_autoaugment_cifar"
+    assert data.augment_policy("auto", svhn) == "none" and data.augment_policy("crop", svhn) == "crop"

@@ -266,7 +266,11 @@ def test_unknown_name_lists_the_choices(no_network, tmp_path):
 
 @pytest.mark.parametrize(
     "name, classes, policy",
-    [("cifar10", 10, "crop_flip"), ("cifar100", 100, "crop_flip"), ("svhn_cropped", 10, "crop")],
+    [
+        ("cifar10", 10, "fast_autoaugment_cifar"),
+        ("cifar100", 100, "fast_autoaugment_cifar"),
+        ("svhn_cropped", 10, "fast_autoaugment_svhn"),
+    ],
 )
 def test_tfds_under_mock_data(no_network, tmp_path, name, classes, policy):
     with tfds.testing.mock_data(num_examples=12):
@@ -446,7 +450,7 @@ def test_real_cifar10_jpeg_tarball(tmp_path):
     ds = data.load_dataset(str(CIFAR_TARBALL), cache_dir=str(tmp_path))
     first = time.perf_counter() - start
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (45_000, 5_000, 10_000)
-    assert ds.image_shape == (32, 32, 3) and ds.num_classes == 10 and ds.augment == "crop_flip"
+    assert ds.image_shape == (32, 32, 3) and ds.num_classes == 10 and ds.augment == "fast_autoaugment_cifar"
     assert ds.class_names == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
     np.testing.assert_allclose(ds.mean, (0.4914, 0.4822, 0.4465), atol=2e-3)  # CIFAR-10's known channel means
