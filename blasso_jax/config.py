@@ -40,6 +40,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD baseline only; β-LASSO uses none, as the paper
     weight_decay: float = 5e-4  # SGD baseline only, on kernels
     learning_rate: float = 0.1  # peak of the cosine schedule, stepped per batch
+    dropout: float = 0.0  # on the inputs of the last two (dense) layers; the paper's grid has it, not its rate
     epochs: int = 4000
     batch_size: int = 512
     augment: str = "auto"  # 'auto': the dataset's default (Fast AutoAugment for the paper's datasets, as the paper)
@@ -93,6 +94,8 @@ class TrainConfig:
                 _at_least(name, getattr(self, name), 1)
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if device_count % self.model_parallel:
@@ -241,5 +244,6 @@ def model_from_config(config: TrainConfig, num_classes: int, image_shape: tuple[
         tuple(image_shape),
         width=config.width,
         kernel_size=config.kernel_size,
+        dropout=config.dropout,
         dtype=PRECISION_DTYPES[config.precision],
     )

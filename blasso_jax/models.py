@@ -51,12 +51,16 @@ class Network(nn.Module):
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
     bn_momentum: float = 0.9
+    dropout: float = 0.0  # on the inputs of the last two weight layers (dense in every model), in training
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         x = x.astype(self.dtype)
         for index, spec in enumerate(self.layers, start=1):
-            x = self._weight_layer(spec, f"layer{index}")(_flatten(x) if spec.kind == "dense" else x)
+            x = _flatten(x) if spec.kind == "dense" else x
+            if index == len(self.layers):
+                x = _dropout(x, self.dropout, train)
+            x = self._weight_layer(spec, f"layer{index}")(x)
             x = nn.BatchNorm(
                 use_running_average=not train,
                 momentum=self.bn_momentum,
@@ -70,7 +74,7 @@ class Network(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name=f"layer{len(self.layers) + 1}",
-        )(_flatten(x))
+        )(_dropout(_flatten(x), self.dropout, train))
         return logits.astype(jnp.float32)
 
     def _weight_layer(self, spec: LayerSpec, name: str) -> nn.Module:
@@ -90,6 +94,11 @@ class Network(nn.Module):
 
 def _flatten(x: jnp.ndarray) -> jnp.ndarray:
     return x.reshape(x.shape[0], -1)
+
+
+def _dropout(x: jnp.ndarray, rate: float, train: bool) -> jnp.ndarray:
+    """Dropout at `rate` in training (the 'dropout' rng); nothing at rate 0 or in evaluation."""
+    return nn.Dropout(rate, deterministic=not train)(x) if rate > 0 else x
 
 
 # The paper's Tables 3/4 as `Network` stacks (`layer_specs`), and ResNet18 (Figure 5, `blasso_jax.resnet`).
@@ -205,6 +214,7 @@ def create_model(
     *,
     width: int | None = None,
     kernel_size: int = 3,
+    dropout: float = 0.0,
     dtype: jnp.dtype = jnp.float32,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> nn.Module:
@@ -217,6 +227,8 @@ def create_model(
       image_shape: `(H, W, C)` of the inputs.
       width: 3-FC's hidden width (ignored by the other models).
       kernel_size: ResNet18's block kernel size, odd, 3 to 15 (ignored by the other models).
+      dropout: the rate of dropout on the inputs of the last two weight layers in training (the paper's grid
+        includes it; ResNet18 has one dense layer and drops out before it only); 0 adds none.
       dtype: the compute dtype (e.g. bfloat16 for mixed precision).
       param_dtype: the parameters' dtype.
 
@@ -232,12 +244,14 @@ def create_model(
       >>> count_params(shapes["params"])
       792816
     """
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a rate in [0, 1), got {dropout}")
     if name == "resnet18":
         _check_arguments(name, alpha, image_shape, num_classes)
         if kernel_size not in KERNEL_SIZES:
             raise ValueError(f"kernel_size must be one of {KERNEL_SIZES} for resnet18, got {kernel_size!r}")
         from blasso_jax.resnet import ResNet18  # resnet imports nothing from here; kept apart as its own module
 
-        return ResNet18(alpha, num_classes, kernel_size, dtype=dtype, param_dtype=param_dtype)
+        return ResNet18(alpha, num_classes, kernel_size, dtype=dtype, param_dtype=param_dtype, dropout=dropout)
     specs = layer_specs(name, alpha, tuple(image_shape), num_classes, width)
-    return Network(layers=specs, num_classes=num_classes, dtype=dtype, param_dtype=param_dtype)
+    return Network(layers=specs, num_classes=num_classes, dtype=dtype, param_dtype=param_dtype, dropout=dropout)

@@ -52,6 +52,7 @@ class ResNet18(nn.Module):
     kernel_size: int = 3
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
+    dropout: float = 0.0  # on the classifier's input, its only dense layer, in training
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -82,5 +83,7 @@ class ResNet18(nn.Module):
                     name=f"stage{stage}_block{block}",
                 )(x, train=train)
         x = x.astype(jnp.float32).mean(axis=(1, 2))
+        if self.dropout > 0:
+            x = nn.Dropout(self.dropout, deterministic=not train)(x)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="classifier")(x)
         return logits.astype(jnp.float32)

@@ -69,17 +69,23 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def train_step(
-    state: TrainState, images: jax.Array, labels: jax.Array
+    state: TrainState, images: jax.Array, labels: jax.Array, dropout_key: jax.Array | None = None
 ) -> tuple[TrainState, jax.Array, jax.Array, jax.Array]:
     """One optimizer step on a normalised batch: `(new_state, mean loss, logits, finite)`.
 
     `finite` says whether the loss and every gradient are finite; the caller decides whether a
-    non-finite step is kept (`make_train_epoch` never keeps one).
+    non-finite step is kept (`make_train_epoch` never keeps one). `dropout_key` drives the model's
+    dropout (needed only when its rate is above 0).
     """
+    rngs = {} if dropout_key is None else {"dropout": dropout_key}
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats}, images, train=True, mutable=["batch_stats"]
+            {"params": params, "batch_stats": state.batch_stats},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+            rngs=rngs,
         )
         return _cross_entropy(logits, labels).mean(), (logits, updates["batch_stats"])
 
@@ -131,7 +137,8 @@ def make_train_epoch(
         images = parallel.gather_rows(x, indices, mesh)
         labels = parallel.gather_rows(y, indices, mesh)
         images = augment.prepare_batch(key, images, policy, mean, std, compute_dtype)
-        new_state, loss, logits, finite = train_step(state, images, labels)
+        # The dropout key is the step key's own branch: deterministic, so a resumed run repeats it.
+        new_state, loss, logits, finite = train_step(state, images, labels, jax.random.fold_in(key, 1))
         apply = finite if skip else finite & (totals.first_nonfinite_step < 0)
         state = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_state, state)
         # The carry keeps the state's layout, so split kernels are never gathered whole.

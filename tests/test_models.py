@@ -1,5 +1,6 @@
 """Models against the paper's parameter formulas (Tables 3 and 4) and against each other."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -158,3 +159,46 @@ def test_bad_arguments_fail_at_once_naming_the_value(kwargs, message):
     with pytest.raises(ValueError) as error:
         bj.create_model(**kwargs)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["s-conv", "s-fc", "3-fc", "d-local", "resnet18"])
+def test_dropout_acts_on_the_inputs_of_the_last_two_dense_layers_in_training_only(name):
+    shape = (16, 16, 3)
+    images = jax.random.normal(jax.random.key(0), (64, *shape))
+    plain = bj.create_model(name, 2, 10, shape)
+    dropped = bj.create_model(name, 2, 10, shape, dropout=0.5)
+    variables = plain.init(jax.random.key(1), images, train=False)
+    # Same parameters: evaluation ignores dropout.
+    np.testing.assert_array_equal(
+        dropped.apply(variables, images, train=False), plain.apply(variables, images, train=False)
+    )
+    (logits, state) = dropped.apply(
+        variables,
+        images,
+        train=True,
+        mutable=["batch_stats", "intermediates"],
+        capture_intermediates=lambda module, method: isinstance(module, nn.Dropout),
+        rngs={"dropout": jax.random.key(2)},
+    )
+    outputs = jax.tree.leaves(state["intermediates"])
+    params = variables["params"]
+    if name == "resnet18":  # one dense layer
+        last = ["classifier"]
+    else:
+        last = sorted((k for k in params if k.startswith("layer")), key=lambda k: int(k[len("layer") :]))[-2:]
+    expected = [params[k]["kernel"].shape[0] for k in last]  # the input widths of the last dense layers
+    assert all(params[k]["kernel"].ndim == 2 for k in last)
+    assert sorted(out.shape[1] for out in outputs) == sorted(expected)
+    for out in outputs:
+        # Half of the units dropped on top of ReLU's zeros (about half after BatchNorm; none after ResNet's pool).
+        assert 0.4 < float(jnp.mean(out == 0)) < 0.9
+    again, _ = dropped.apply(
+        variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)}
+    )
+    other, _ = dropped.apply(
+        variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(3)}
+    )
+    np.testing.assert_array_equal(logits, again)  # one key, one mask
+    assert not np.allclose(logits, other)
+    with pytest.raises(ValueError, match=r"dropout must be a rate in \[0, 1\), got 1.0"):
+        bj.create_model(name, 2, 10, shape, dropout=1.0)

@@ -168,7 +168,8 @@ def test_steps_dispatched_from_the_host_equal_one_scan():
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
-    config = config_lib.preset("smoke", epochs=4, checkpoint_every=1)
+    # With dropout: its masks come from the step keys, so a resumed run draws the same ones.
+    config = config_lib.preset("smoke", epochs=4, checkpoint_every=1, dropout=0.3)
     straight = train.train_and_evaluate(config, tmp_path / "straight")
     assert train.train_and_evaluate(config, tmp_path / "resumed", stop_after=2) is None
     assert not (tmp_path / "resumed" / "results.json").exists()
