@@ -361,12 +361,13 @@ def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     """Results of the run in `workdir`: read if finished, resumed if interrupted, trained otherwise.
 
     Sweeps (Tables 1 and 2, Figure 3) call this per cell, so an interrupted sweep restarts where it
-    stopped. A finished run counts as this config's when every field its method reads agrees.
+    stopped. A finished run counts as this config's when every field its method reads agrees (`tensorboard`
+    aside: event files do not change a run).
     """
     workdir = Path(workdir)
     if (workdir / "results.json").exists():
         results = json.loads((workdir / "results.json").read_text())
-        saved = TrainConfig.from_dict(results["config"]).to_dict()
+        saved = TrainConfig.from_dict(results["config"]).replace(tensorboard=config.tensorboard).to_dict()
         if methods.relevant_config(saved) != methods.relevant_config(config.to_dict()):
             raise WorkdirError(f"{workdir} holds a finished run of another config; choose another workdir")
         return results

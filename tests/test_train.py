@@ -298,3 +298,11 @@ def test_filter_mosaic_tiles_each_filter_normalised():
     np.testing.assert_array_equal(mosaic[0, 3:5], 0.0)  # unit 1 is all zero
     np.testing.assert_array_equal(mosaic[3, 1], [0.0, 0.0, 1.0])  # unit 2
     np.testing.assert_array_equal(mosaic[3:5, 3:5], 0.0)  # no fourth unit
+
+
+def test_a_finished_run_counts_for_a_sweep_with_tensorboard_on(tmp_path):
+    config = config_lib.preset("smoke")
+    io.atomic_write_json(tmp_path / "results.json", {"config": config.to_dict(), "epochs": 2})
+    assert train.run_once(config.replace(tensorboard=True), tmp_path)["epochs"] == 2
+    with pytest.raises(checkpoints.WorkdirError, match="another config"):
+        train.run_once(config.replace(seed=1), tmp_path)
