@@ -210,7 +210,9 @@ def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainCo
 
 # Settings that do not change the trained function, so a resumed run may change them. `epochs` is not one:
 # the cosine learning-rate schedule is laid out over it, so a longer run is a different run.
-RESUMABLE_CHANGES = frozenset({"test_every", "locality_every", "checkpoint_every", "keep_checkpoints", "on_nonfinite"})
+RESUMABLE_CHANGES = frozenset(
+    {"test_every", "locality_every", "checkpoint_every", "keep_checkpoints", "on_nonfinite", "tensorboard"}
+)
 
 
 def saved_config(workdir: str | os.PathLike) -> TrainConfig | None:

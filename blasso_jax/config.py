@@ -53,6 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 10
     keep_checkpoints: int = 2  # the last k checkpoints; the best by validation is kept apart
     on_nonfinite: str = "stop"  # 'stop' (exit non-zero, keep the last good checkpoint) or 'skip' the step
+    tensorboard: bool = False  # also write each epoch as TensorBoard events in <workdir>/tensorboard
     synthetic_train_size: int = 1024
     synthetic_test_size: int = 256
     synthetic_shape: tuple[int, int, int] = (32, 32, 3)

@@ -177,10 +177,16 @@ def local_filters_as_images(kernel: Any, image_shape: Sequence[int], stride: int
     return images.reshape(out_rows * out_cols * features, height, width, channels)
 
 
+def normalised_filters(filters: np.ndarray) -> np.ndarray:
+    """|w| / max |w| of each filter of `[units, H, W, C]`, as float32 in [0, 1] (an all-zero filter stays 0)."""
+    magnitude = np.abs(np.asarray(filters, np.float32))
+    peak = magnitude.reshape(len(magnitude), -1).max(axis=1)
+    return magnitude / np.maximum(peak, np.finfo(np.float32).tiny)[:, None, None, None]
+
+
 def _filter_image(weights: np.ndarray) -> tuple[np.ndarray, str | None]:
     """|w| / max |w| of one [H, W, C] filter, as an RGB or grayscale image and its colormap."""
-    magnitude = np.abs(weights.astype(np.float32))
-    magnitude /= max(float(magnitude.max()), np.finfo(np.float32).tiny)
+    magnitude = normalised_filters(weights[None])[0]
     if magnitude.shape[-1] == 3:
         return magnitude, None
     return magnitude[..., 0], "gray"

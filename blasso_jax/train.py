@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from blasso_jax import analysis, io, methods, parallel, stopping
+from blasso_jax import analysis, io, methods, parallel, stopping, tensorboard
 from blasso_jax import data as data_lib
 from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import (
@@ -189,7 +189,8 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
     root_key = jax.random.key(config.seed)
     progress = Progress(config.epochs)
     first_epoch = run.history[-1]["epoch"] + 1 if run.history else 1
-    with stopping.stop_on_signals() as stop:
+    events = tensorboard.epoch_events(config.tensorboard, run.workdir, dataset.image_shape, run.history)
+    with stopping.stop_on_signals() as stop, events as write_events:
         for epoch in range(first_epoch, config.epochs + 1):
             tic = time.time()
             run.state, totals = train_epoch(run.state, x_train, y_train, jax.random.fold_in(root_key, epoch))
@@ -198,6 +199,7 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
             record = _epoch_record(run, epoch, totals, nonzero, accuracy, tic)
             signum = stop.agreed()
             _finish_epoch(run, record, checkpoint=epoch == stop_after or signum is not None)
+            write_events(record, run.state.params)
             seconds = [r["epoch_seconds"] for r in run.history[-20:]]
             if parallel.is_writer():
                 progress.update(record, float(np.median(seconds)) * (config.epochs - epoch))
@@ -359,12 +361,13 @@ def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     """Results of the run in `workdir`: read if finished, resumed if interrupted, trained otherwise.
 
     Sweeps (Tables 1 and 2, Figure 3) call this per cell, so an interrupted sweep restarts where it
-    stopped. A finished run counts as this config's when every field its method reads agrees.
+    stopped. A finished run counts as this config's when every field its method reads agrees (`tensorboard`
+    aside: event files do not change a run).
     """
     workdir = Path(workdir)
     if (workdir / "results.json").exists():
         results = json.loads((workdir / "results.json").read_text())
-        saved = TrainConfig.from_dict(results["config"]).to_dict()
+        saved = TrainConfig.from_dict(results["config"]).replace(tensorboard=config.tensorboard).to_dict()
         if methods.relevant_config(saved) != methods.relevant_config(config.to_dict()):
             raise WorkdirError(f"{workdir} holds a finished run of another config; choose another workdir")
         return results

@@ -35,6 +35,8 @@ _HELP = {
     "crop_flip, crop or none",
     "precision": "bf16 (bf16 matmuls, fp32 params/BatchNorm/update) or fp32",
     "on_nonfinite": "stop (exit non-zero) or skip (skip and count the step) on a NaN/inf loss",
+    "tensorboard": "also write each epoch's metrics (and FC first-layer filters) as TensorBoard events in "
+    "<workdir>/tensorboard",
 }
 
 
