@@ -332,3 +332,54 @@ def plot_kernel_sizes(accuracy: dict[str, dict[str, dict[int, float]]]) -> Figur
     axes[0].set_ylabel("test accuracy % (best validation epoch)")
     _figure_legend(fig, axes)
     return fig
+
+
+def plot_width_ladders(
+    accuracy: dict[str, dict[str, dict[int, tuple[float, float]]]],
+    mdl: dict[str, dict[str, tuple[int, float]]],
+    fit_accuracy: float,
+) -> Figure:
+    """Figure 2 (and 6): test and train accuracy against weights, and MDL against generalization, a row per dataset.
+
+    `accuracy[dataset][model][weights]` is (train %, test %) of one run of the model's width ladder;
+    `mdl[dataset][model]` is (fewest weights reaching `fit_accuracy` train accuracy, best test %), for
+    the models that reach it; the others are named in the MDL panel.
+    """
+    if not accuracy:
+        raise ValueError("no accuracies to plot")
+    threshold = f"{100 * fit_accuracy:g}%"
+    labels = list(dict.fromkeys(label for by_model in accuracy.values() for label in by_model))
+    colors = {label: f"C{i}" for i, label in enumerate(labels)}  # a model's colour is the same in every row
+    fig = _new_figure(figsize=(12.6, 4.1 * len(accuracy)))
+    subfigures = np.atleast_1d(fig.subfigures(len(accuracy), 1))
+    axes = []
+    for subfigure, (dataset, by_model) in zip(subfigures, accuracy.items()):
+        subfigure.suptitle(dataset)
+        test_ax, train_ax, mdl_ax = subfigure.subplots(1, 3, sharex=True)  # one weight axis per dataset
+        mdl_ax.sharey(test_ax)  # both are test accuracy
+        axes += [test_ax, train_ax, mdl_ax]
+        for label, points in by_model.items():
+            weights = sorted(points)
+            for ax, column in ((train_ax, 0), (test_ax, 1)):
+                ax.plot(weights, [points[w][column] for w in weights], marker="o", color=colors[label], label=label)
+        train_ax.axhline(100 * fit_accuracy, linestyle=":", color="black", linewidth=1, label=f"{threshold} train")
+        fitted = mdl.get(dataset, {})
+        for label, (weights, best) in fitted.items():
+            mdl_ax.scatter([weights], [best], color=colors[label], label=label)
+            mdl_ax.annotate(label, (weights, best), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        never = [label for label in by_model if label not in fitted]
+        mdl_title = "MDL & generalization" + (f"\nnever reached {threshold} train: {', '.join(never)}" if never else "")
+        test_ax.set(title="test", ylabel="test accuracy % (best validation epoch)")
+        train_ax.set(title="train", ylabel="train accuracy % (final epoch)")
+        mdl_ax.set(
+            title=mdl_title,
+            xlabel=f"fewest weights reaching {threshold} train accuracy",
+            ylabel="best test accuracy % over the ladder",
+        )
+        for ax in (test_ax, train_ax):
+            ax.set_xlabel("weights (kernel entries)")
+        for ax in (test_ax, train_ax, mdl_ax):
+            ax.set_xscale("log")
+            ax.grid(True, which="major", alpha=0.3)
+    _figure_legend(fig, axes)
+    return fig

@@ -3,6 +3,8 @@
 import json
 import shlex
 
+import jax
+import jax.numpy as jnp
 import optax
 import pytest
 from absl import flags
@@ -10,7 +12,7 @@ from absl import flags
 import blasso_jax as bj
 from blasso_jax import config as config_lib
 from blasso_jax import io, methods
-from experiments import benchmark, fig1, fig3, fig5, locality_table, table1, table2
+from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
 
 
@@ -161,3 +163,65 @@ def test_fig5_trains_each_kernel_size_and_method_once(tmp_path, capsys):
     ]
     run(fig5, argv)  # finished cells are read back, not trained again
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")} == mtimes
+
+
+def kernel_entries(name, alpha, image_shape, num_classes=10):
+    """Weights of a model as the paper counts them, from its own initialisation (nothing allocated)."""
+    model = bj.create_model(name, alpha, num_classes, image_shape)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False))
+    return bj.count_params(variables["params"])
+
+
+def test_fig2_trains_each_model_and_alpha_once(tmp_path, capsys):
+    argv = [
+        "--config=smoke",
+        "--epochs=1",
+        "--synthetic_shape=8,8,3",
+        "--synthetic_train_size=192",
+        "--validation_size=64",
+        "--models=s-conv,3-fc",
+        "--alphas=1,2",
+        "--datasets=synthetic",
+        f"--workdir={tmp_path}",
+    ]
+    run(fig2, argv)
+    out = capsys.readouterr().out
+    assert "4 runs of 1 epochs (4 epochs in all)" in out
+    assert "synthetic: paper's order s-conv, 3-fc: fewest weights reaching 99% train" in out
+    table = (tmp_path / "fig2.md").read_text()
+    for name in ("s-conv", "3-fc"):
+        for alpha in (1, 2):
+            # The method is the base config's: the smoke preset's β-LASSO.
+            workdir = tmp_path / f"alpha{alpha}" / f"synthetic-{name}-blasso-beta50-seed0"
+            train = 100 * io.read_jsonl(workdir / "metrics.jsonl")[-1]["train_accuracy"]
+            weights = kernel_entries(name, alpha, (8, 8, 3))
+            assert f"| synthetic | {name} | {alpha} | {weights} | 1 | {train:.2f} |" in table
+    assert kernel_entries("3-fc", 2, (8, 8, 3)) > kernel_entries("3-fc", 1, (8, 8, 3))  # 3-FC's width follows α
+    assert (tmp_path / "fig2.png").stat().st_size > 1000
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*/results.json")}
+    assert len(mtimes) == 4
+    run(fig2, argv)  # finished cells are read back, not trained again
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*/results.json")} == mtimes
+
+
+def test_fig2_mdl_takes_the_fewest_weights_that_fit_and_the_best_test_accuracy():
+    rung = fig2.Rung
+    s_conv = [rung(4, 1600, 1.0, 0.58), rung(1, 100, 0.8, 0.5), rung(2, 400, 0.995, 0.6)]
+    assert fig2.smallest_fitting(s_conv, 0.99) == 400
+    assert fig2.smallest_fitting(s_conv, 0.999) == 1600
+    assert fig2.smallest_fitting(s_conv, 0.8) == 100  # reaching the threshold is enough
+    assert fig2.smallest_fitting(s_conv, 1.0) == 1600
+    assert fig2.smallest_fitting(s_conv[1:2], 0.99) is None
+    assert fig2.smallest_fitting([], 0.99) is None
+    never_fits = [rung(1, 300, 0.9, 0.4), rung(2, 1200, 0.95, 0.45)]
+    assert fig2.mdl_points({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == {"s-conv": (400, 0.6)}
+    assert fig2.order_verdict({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == (
+        "paper's order s-conv, 3-fc: fewest weights reaching 99% train undetermined (3-fc never reach 99% train); "
+        "best test accuracy holds"
+    )
+    fits_smaller = [rung(1, 300, 1.0, 0.4)]
+    assert fig2.order_verdict({"3-fc": fits_smaller, "s-conv": s_conv}, 0.99) == (
+        "paper's order s-conv, 3-fc: fewest weights reaching 99% train does not hold (measured 3-fc, s-conv); "
+        "best test accuracy holds"
+    )
+    assert fig2.order_verdict({"s-conv": s_conv}, 0.99).startswith("paper's order: not compared")
