@@ -9,7 +9,8 @@ config check, the trainer, the reports and the sweeps all read this table, so a 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import optax
@@ -34,6 +35,7 @@ class Method:
       run_name: `config -> str`, the method's part of a run directory name.
       fields: the entries of `METHOD_FIELDS` the method reads; the others do not change its runs.
       paper_key: `config -> str | None`, its column in the paper's Table 2 (`paper.TABLE2`), if any.
+      grids: named hyperparameter grids, `{grid name: {field: values}}`, crossed by `grid_configs`.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Method:
     run_name: Callable[[TrainConfig], str]
     fields: tuple[str, ...] = ()
     paper_key: Callable[[TrainConfig], str | None] = lambda config: None
+    grids: Mapping[str, Mapping[str, tuple[float, ...]]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         unknown = sorted(set(self.fields) - set(METHOD_FIELDS))
@@ -63,6 +66,21 @@ def get(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
     return METHODS[name]
+
+
+GRID_NAMES = ("paper", "small")
+# The paper's grid includes dropout but not its rate: it is tried at 0 and at this rate unless --dropout names one.
+GRID_DROPOUT = 0.5
+
+
+def grid_configs(config: TrainConfig, grid: str) -> list[TrainConfig]:
+    """Every config of `config`'s method grid `grid` (its fields' values crossed), each with dropout 0 and
+    `config.dropout` (or `GRID_DROPOUT` when it is 0), in a fixed order."""
+    if grid not in GRID_NAMES:
+        raise ValueError(f"unknown grid {grid!r}; valid: {', '.join(GRID_NAMES)}")
+    axes = dict(get(config.method).grids[grid])
+    axes["dropout"] = (0.0, config.dropout or GRID_DROPOUT)
+    return [config.replace(**dict(zip(axes, values))) for values in itertools.product(*axes.values())]
 
 
 def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +105,8 @@ def _sgd_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -
     )
 
 
+_PAPER_LAMBDAS = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5)
+
 register(
     Method(
         name="blasso",
@@ -95,6 +115,11 @@ register(
         run_name=lambda config: f"blasso-beta{config.beta:g}",
         fields=("beta", "l1_first", "l1_rest"),
         paper_key=lambda config: f"blasso_beta{config.beta:g}",
+        grids={
+            # λ tuned apart for the first layer and the rest over {1, 2, 5, 10, 20}·1e-6 (the paper, Section 4).
+            "paper": {"l1_first": _PAPER_LAMBDAS, "l1_rest": _PAPER_LAMBDAS},
+            "small": {"l1_first": (2e-6, 2e-5), "l1_rest": (5e-6,)},
+        },
     )
 )
 register(
@@ -105,5 +130,9 @@ register(
         run_name=lambda config: "sgd",
         fields=("momentum", "weight_decay"),
         paper_key=lambda config: "sgd",
+        grids={
+            "paper": {"momentum": (0.0, 0.9), "weight_decay": (0.0, 1e-4, 2e-4, 5e-4, 1e-3)},
+            "small": {"momentum": (0.9,), "weight_decay": (0.0, 5e-4)},
+        },
     )
 )

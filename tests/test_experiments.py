@@ -35,6 +35,44 @@ def test_table2_sweep_runs_each_cell_once_and_resumes(tmp_path, capsys):
     assert "| synthetic | SGD | 1 |" in capsys.readouterr().out
 
 
+def test_grids_are_the_papers_values_crossed_with_dropout():
+    blasso = methods.grid_configs(config_lib.preset("table2"), "paper")
+    lambdas = {1e-6, 2e-6, 5e-6, 1e-5, 2e-5}
+    assert len(blasso) == 5 * 5 * 2 and len(set(blasso)) == 50
+    assert {c.l1_first for c in blasso} == {c.l1_rest for c in blasso} == lambdas
+    assert {c.dropout for c in blasso} == {0.0, methods.GRID_DROPOUT}
+    sgd = methods.grid_configs(config_lib.preset("table2", method="sgd", dropout=0.3), "paper")
+    assert len(sgd) == 2 * 5 * 2 and {c.momentum for c in sgd} == {0.0, 0.9}
+    assert {c.weight_decay for c in sgd} == {0.0, 1e-4, 2e-4, 5e-4, 1e-3} and {c.dropout for c in sgd} == {0.0, 0.3}
+    small = methods.grid_configs(config_lib.preset("table2"), "small")
+    assert set(small) <= set(blasso) and len(small) == 4  # a named subset of the paper's grid
+    with pytest.raises(ValueError, match="unknown grid 'huge'; valid: paper, small"):
+        methods.grid_configs(config_lib.preset("table2"), "huge")
+
+
+def test_table2_grid_selects_each_cell_by_validation_and_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(table2, "SWEEP", (("blasso", {"beta": 50.0}), ("sgd", {})))
+    argv = ["--config=smoke", "--epochs=1", "--grid=small", "--datasets=synthetic", f"--workdir={tmp_path}"]
+    run(table2, argv)
+    assert "8 runs of 1 epochs (8 epochs in all)" in capsys.readouterr().out
+    table = (tmp_path / "table2.md").read_text()
+    for cell in ("synthetic-s-fc-blasso-beta50-seed0", "synthetic-s-fc-sgd-seed0"):
+        runs = [json.loads(p.read_text()) for p in sorted((tmp_path / cell).glob("*/results.json"))]
+        assert len(runs) == 4
+        best = max(r["val_accuracy"]["best"] for r in runs)
+        # Independently: the first grid point (in grid order) whose validation accuracy is the best.
+        order = [
+            table2.grid_point_name(c, "small")
+            for c in methods.grid_configs(config_lib.TrainConfig.from_dict(runs[0]["config"]), "small")
+        ]
+        by_name = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / cell).glob("*/results.json")}
+        chosen = next(name for name in order if by_name[name]["val_accuracy"]["best"] == best)
+        assert f"{100 * best:.2f} | {chosen} |" in table
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*/results.json")}
+    run(table2, argv)  # finished grid points are read back
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*/results.json")} == mtimes
+
+
 def test_table1_trains_each_architecture_with_sgd(tmp_path):
     run(table1, ["--config=smoke", "--epochs=1", "--models=s-fc,s-conv,3-fc", f"--workdir={tmp_path}"])
     table = (tmp_path / "table1.md").read_text()
