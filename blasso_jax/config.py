@@ -33,6 +33,7 @@ class TrainConfig:
     cache_dir: str | None = None  # decoded local copies (None: $BLASSO_JAX_CACHE or ~/.cache/blasso_jax)
     validation_size: int = 5000  # carved from the training split; the paper selects by validation
     train_size: int | None = None  # a seeded subset of the rest of the training split (None: all of it)
+    svhn_extra: bool = False  # add SVHN's 531,131 'extra' images to training (the paper does not say it did)
     method: str = "blasso"
     beta: float = 50.0
     l1_first: float = 2e-5  # λ for the first (convolution-like) layer; the paper tunes it apart

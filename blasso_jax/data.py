@@ -56,6 +56,7 @@ def load_dataset(
     cache_dir: str | None = None,
     validation_size: int = 5000,
     train_size: int | None = None,
+    svhn_extra: bool = False,
     seed: int = 0,
     synthetic_shape: tuple[int, int, int] = (32, 32, 3),
     synthetic_classes: int = 10,
@@ -66,16 +67,19 @@ def load_dataset(
 
     `validation_size` examples of the training split, chosen by a permutation from `seed`, become
     the validation set; `train_size` of the rest (all when None), chosen by the same permutation, the
-    training set. `data_dir` is the tfds data directory (None: tfds' default, which honours
-    $TFDS_DATA_DIR); `cache_dir` keeps decoded local image folders (None: $BLASSO_JAX_CACHE or
-    ~/.cache/blasso_jax). The synthetic_* arguments apply to 'synthetic' only.
+    training set. `svhn_extra` adds SVHN's 531,131 'extra' images to its training split. `data_dir`
+    is the tfds data directory (None: tfds' default, which honours $TFDS_DATA_DIR); `cache_dir` keeps
+    decoded local image folders (None: $BLASSO_JAX_CACHE or ~/.cache/blasso_jax). The synthetic_* arguments
+    apply to 'synthetic' only.
     """
+    if svhn_extra and name != "svhn_cropped":
+        raise ValueError(f"svhn_extra adds the 'extra' split of the tfds dataset svhn_cropped; the dataset is {name!r}")
     if name == "synthetic":
         splits = _synthetic(synthetic_shape, synthetic_classes, synthetic_train_size, synthetic_test_size, seed)
     elif os.path.exists(name):
         splits = load_local(Path(name), cache_root(cache_dir))
     else:
-        splits = _load_tfds(name, data_dir)
+        splits = _load_tfds(name, data_dir, ("extra",) if svhn_extra else ())
     _check_splits(name, splits)
     return _make_dataset(name, splits, validation_size, seed, train_size)
 
@@ -194,8 +198,9 @@ def _synthetic(shape: tuple[int, int, int], num_classes: int, train_size: int, t
     return Splits(x_train, y_train, x_test, y_test, tuple(f"class_{i}" for i in range(num_classes)))
 
 
-def _load_tfds(name: str, data_dir: str | None) -> Splits:
-    """Train and test splits of a tfds dataset, prepared first (as array_record) when its download hosts answer."""
+def _load_tfds(name: str, data_dir: str | None, extra_train_splits: tuple[str, ...] = ()) -> Splits:
+    """Train and test splits of a tfds dataset, prepared first (as array_record) when its download hosts answer;
+    `extra_train_splits` are appended to train."""
     import tensorflow_datasets as tfds
 
     try:
@@ -213,6 +218,9 @@ def _load_tfds(name: str, data_dir: str | None) -> Splits:
             f"tfds dataset {name!r} has images of varying size {features['image'].shape}; resize them first"
         )
     (x_train, y_train), (x_test, y_test) = (_tfds_split(builder, split) for split in SPLITS)
+    for split in extra_train_splits:
+        x_extra, y_extra = _tfds_split(builder, split)
+        x_train, y_train = np.concatenate([x_train, x_extra]), np.concatenate([y_train, y_extra])
     return Splits(x_train, y_train, x_test, y_test, tuple(features["label"].names))
 
 

@@ -87,6 +87,7 @@ def _load_data(config: TrainConfig) -> data_lib.Dataset:
         cache_dir=config.cache_dir,
         validation_size=config.validation_size,
         train_size=config.train_size,
+        svhn_extra=config.svhn_extra,
         seed=config.seed,
         synthetic_shape=config.synthetic_shape,
         synthetic_classes=config.synthetic_classes,

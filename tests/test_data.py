@@ -562,3 +562,14 @@ def test_a_bad_npz_is_refused_naming_the_file(tmp_path, make, message):
     with pytest.raises(ValueError, match=message) as error:
         data.load_dataset(str(path), validation_size=0)
     assert str(path) in str(error.value)
+
+
+def test_svhn_extra_adds_the_extra_split_to_training_only(no_network, tmp_path):
+    with tfds.testing.mock_data(num_examples=12):
+        plain = data.load_dataset("svhn_cropped", data_dir=str(tmp_path), validation_size=4)
+        extra = data.load_dataset("svhn_cropped", data_dir=str(tmp_path), validation_size=4, svhn_extra=True)
+    assert (len(plain.x_train), len(extra.x_train)) == (8, 20)  # 12 train + 12 extra, less 4 for validation
+    assert len(extra.x_test) == len(plain.x_test) == 12
+    np.testing.assert_array_equal(extra.x_test, plain.x_test)
+    with pytest.raises(ValueError, match="svhn_extra adds the 'extra' split of the tfds dataset svhn_cropped"):
+        data.load_dataset("cifar10", data_dir=str(tmp_path), svhn_extra=True)

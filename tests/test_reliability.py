@@ -252,6 +252,7 @@ def bad_npz(tmp_path):
         (["--model=3-fc", "--width=0"], "width must be >= 1, got 0"),
         (["--train_size=0"], "train_size must be >= 1, got 0"),
         (["--dropout=1"], "dropout must be a rate in [0, 1), got 1.0"),
+        (["--svhn_extra"], "svhn_extra adds the 'extra' split of the tfds dataset svhn_cropped"),
         (["--seed=-1"], "seed must be an integer from 0 to 2**32 - 1, got -1"),
         (["--stop_after=0"], "stop_after 0 is outside the run's epochs 1 to 2"),
         (["--stop_after=3"], "stop_after 3 is outside the run's epochs 1 to 2"),
