@@ -160,7 +160,7 @@ def _start(
         parallel.sync("metrics read")
         if parallel.is_writer():
             io.write_jsonl(workdir / "metrics.jsonl", run.history)
-        log(f"resumed from the checkpoint of epoch {epoch}")
+        log(f"resumed from the checkpoint of epoch {epoch}" if epoch else "no checkpoint yet: training from epoch 1")
     return run
 
 

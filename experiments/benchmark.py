@@ -28,6 +28,7 @@ from blasso_jax import benchmark, io
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
+flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
 train_flags.define_once(
     flags.DEFINE_integer, "examples", None, "images per epoch (default: 50,000 on GPU/TPU, 2,048 on CPU)"
 )

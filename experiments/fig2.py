@@ -33,6 +33,7 @@ from experiments import flags as train_flags
 PAPER_ORDER = ("resnet18", "d-conv", "s-conv", "3-fc")  # fewest weights to fit, and best test accuracy, first
 
 train_flags.define_train_flags()
+flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
 train_flags.define_shared_flags()
 train_flags.define_once(flags.DEFINE_list, "models", list(PAPER_ORDER), "architectures to train")
 train_flags.define_once(flags.DEFINE_list, "alphas", ["1", "2", "4", "8", "16", "32", "64"], "α values")

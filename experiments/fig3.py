@@ -23,6 +23,7 @@ from blasso_jax import config as config_lib
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
+flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
 train_flags.define_shared_flags()
 train_flags.define_once(flags.DEFINE_list, "labels", None, "one legend label per run (default: the directory names)")
 train_flags.define_once(flags.DEFINE_bool, "launch", False, "train (or resume) the S-FC runs of --datasets first")

@@ -20,6 +20,7 @@ from blasso_jax import figures, io, methods, report, train
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
+flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
 train_flags.define_shared_flags()
 train_flags.define_once(flags.DEFINE_list, "kernel_sizes", ["3", "5", "7", "9", "11", "13", "15"], "block kernel sizes")
 FLAGS = flags.FLAGS

@@ -61,7 +61,7 @@ def define_train_flags() -> None:
     hints = typing.get_type_hints(config_lib.TrainConfig)
     for field in dataclasses.fields(config_lib.TrainConfig):
         kind = hints[field.name]
-        help_text = _HELP.get(field.name, field.name.replace("_", " "))
+        help_text = f"{_HELP.get(field.name, field.name.replace('_', ' '))} [{_preset_values(field.name)}]"
         if field.name == "synthetic_shape":
             flags.DEFINE_list(field.name, None, "synthetic image shape H,W,C")
         elif kind is bool:
@@ -72,6 +72,14 @@ def define_train_flags() -> None:
             flags.DEFINE_float(field.name, None, help_text)
         else:
             flags.DEFINE_string(field.name, None, help_text)
+
+
+def _preset_values(name: str) -> str:
+    """What each preset sets `name` to, for --help: 'table2: 50, cpu_locality: 1, …' (the others keep table2's)."""
+    default = getattr(config_lib.TrainConfig(), name)
+    values = [f"table2: {default}"]
+    values += [f"{preset}: {overrides[name]}" for preset, overrides in config_lib.PRESETS.items() if name in overrides]
+    return ", ".join(values)
 
 
 def define_once(define, name: str, default, help_text: str) -> None:
@@ -122,9 +130,9 @@ def run_main(argv: list[str], body: typing.Callable[[], object]) -> None:
     quiet_library_logs()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if "distributed" in flags.FLAGS and flags.FLAGS.distributed:
-        initialize_distributed()
     try:
+        if "distributed" in flags.FLAGS and flags.FLAGS.distributed:
+            initialize_distributed()
         body()
     except USER_ERRORS as error:
         fail(error)
@@ -159,6 +167,13 @@ def initialize_distributed() -> None:
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        flags.FLAGS.coordinator_address, num_processes=flags.FLAGS.num_processes, process_id=flags.FLAGS.process_id
-    )
+    try:
+        jax.distributed.initialize(
+            flags.FLAGS.coordinator_address, num_processes=flags.FLAGS.num_processes, process_id=flags.FLAGS.process_id
+        )
+    except (ValueError, RuntimeError) as err:
+        raise ValueError(
+            f"--distributed could not join a multi-process run ({err}); pass --coordinator_address, "
+            "--num_processes and --process_id, or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+            "JAX_PROCESS_ID (Cloud TPU and SLURM set them up themselves)"
+        ) from err

@@ -18,6 +18,7 @@ from blasso_jax.models import MODEL_NAMES
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
+flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
 train_flags.define_once(flags.DEFINE_list, "models", list(MODEL_NAMES), "architectures to train")
 train_flags.define_once(
     flags.DEFINE_integer, "deep_alpha", None, "α of the D-* models (default: α/10, as Table 1's sizes imply)"

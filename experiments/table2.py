@@ -24,6 +24,7 @@ from blasso_jax import io, methods, parallel, report, train
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
+flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
 train_flags.define_shared_flags()
 train_flags.define_once(
     flags.DEFINE_bool, "sweep", False, "run β ∈ {0, 1, 50} and SGD over --datasets and print one table"
