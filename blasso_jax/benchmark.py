@@ -235,6 +235,7 @@ def benchmark_epochs(
         "alpha": config.alpha,
         "method": config.method,
         "precision": config.precision,
+        "augment": policy,
         "batch_size": config.batch_size,
         "examples_per_epoch": images,
         "seconds_per_epoch": seconds,

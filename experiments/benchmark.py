@@ -76,6 +76,8 @@ def body() -> None:
         num_classes=FLAGS.num_classes,
         num_examples=FLAGS.examples or (2048 if on_cpu else 50_000),
         epochs=FLAGS.timed_epochs,
+        # Random images stand for CIFAR: 'auto' times its crop+flip, 'fast_autoaugment' the CIFAR policy.
+        policy={"auto": "crop_flip", "fast_autoaugment": "fast_autoaugment_cifar"}.get(config.augment, config.augment),
     )
     print(json.dumps({k: v for k, v in report.items() if k != "seconds_per_epoch_all"}, indent=2))
     if FLAGS.out:

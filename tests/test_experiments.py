@@ -110,6 +110,7 @@ def test_benchmark_smoke_writes_a_report(tmp_path):
     )
     report = json.loads(out.read_text())
     assert report["model"] == "s-fc" and report["alpha"] == 1 and report["examples_per_epoch"] == 256
+    assert report["augment"] == "crop_flip"
     for key in ("seconds_per_epoch", "images_per_second", "compile_seconds", "tflops", "matmul_peak_tflops"):
         assert report[key] > 0
     assert 0 < report["share_of_matmul_peak"] and report["loss_finite"]
