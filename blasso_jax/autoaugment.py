@@ -130,20 +130,21 @@ def shear_y(image: jax.Array, value: jax.Array) -> jax.Array:
 
 def translate_x(image: jax.Array, value: jax.Array) -> jax.Array:
     """PIL ``transform(AFFINE, (1, 0, v * W, 0, 1, 0))``: output column x shows column floor(x + 0.5 + v W)."""
-    height, width = image.shape[:2]
-    offset = jnp.asarray(value, jnp.float32) * width + 0.5
-    source_column = jnp.floor(offset + jnp.arange(width, dtype=jnp.float32)).astype(jnp.int32)
-    source_row = jnp.arange(height, dtype=jnp.int32)
-    return _gather_or_zero(image, source_row[:, None], source_column[None, :])
+    return _translate(image, value, axis=1)
 
 
 def translate_y(image: jax.Array, value: jax.Array) -> jax.Array:
     """PIL ``transform(AFFINE, (1, 0, 0, 0, 1, v * H))``: output row y shows row floor(y + 0.5 + v H)."""
-    height, width = image.shape[:2]
-    offset = jnp.asarray(value, jnp.float32) * height + 0.5
-    source_row = jnp.floor(offset + jnp.arange(height, dtype=jnp.float32)).astype(jnp.int32)
-    source_column = jnp.arange(width, dtype=jnp.int32)
-    return _gather_or_zero(image, source_row[:, None], source_column[None, :])
+    return _translate(image, value, axis=0)
+
+
+def _translate(image: jax.Array, value: jax.Array, axis: int) -> jax.Array:
+    """Pillow's pure-translation path along `axis` (0: rows, 1: columns) by `value` times that side, fill 0."""
+    sources = [jnp.arange(size, dtype=jnp.int32) for size in image.shape[:2]]
+    size = image.shape[axis]
+    offset = jnp.asarray(value, jnp.float32) * size + 0.5
+    sources[axis] = jnp.floor(offset + jnp.arange(size, dtype=jnp.float32)).astype(jnp.int32)
+    return _gather_or_zero(image, sources[0][:, None], sources[1][None, :])
 
 
 def rotate(image: jax.Array, value: jax.Array) -> jax.Array:

@@ -201,7 +201,11 @@ def _epoch_on_random_images(config: TrainConfig, image_shape, num_classes: int, 
         mesh,
     )
     channels = image_shape[-1]
-    epoch_fn = step.make_train_epoch(config, mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels)
+    # One compiled program (a lax.scan) on every platform, so XLA's cost analysis is one step's; on CPU,
+    # training dispatches the same step per batch instead (`step.host_scan`), as fast for dense models.
+    epoch_fn = step.make_train_epoch(
+        config, mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels, host_loop=False
+    )
     return epoch_fn, state, x, y
 
 
