@@ -17,6 +17,9 @@ for precision in bf16 fp32; do
   python -m experiments.benchmark --precision="$precision" --timed_epochs=5 --out="$out/sfc_a150_${precision}.json" \
     2>&1 | tee "$out/sfc_a150_${precision}.log"
 done
+# Fast AutoAugment's cost on the GPU: the same run with the CIFAR policy instead of crop+flip.
+python -m experiments.benchmark --precision=bf16 --timed_epochs=5 --augment=fast_autoaugment \
+  --out="$out/sfc_a150_bf16_fast_autoaugment.json" 2>&1 | tee "$out/sfc_a150_bf16_fast_autoaugment.log"
 for precision in bf16 fp32; do
   python benchmarks/step_traffic.py --precision="$precision" --alpha=150 --examples=2048 --top=16 \
     2>&1 | tee "$out/step_traffic_a150_${precision}.txt"
