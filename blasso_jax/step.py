@@ -6,7 +6,7 @@ it, its kernels split along "model" when `model_parallel` > 1 (`parallel.state_s
 inserts the collectives, and BatchNorm sees the global batch, so statistics do not depend on the
 device count. The uint8 training set lives on the devices, split by rows over "data"; each epoch
 is shuffled, augmented and normalised there inside a `lax.scan` of `train_step` (on CPU, the same
-step dispatched per batch: see `host_scan`), so the host syncs once per epoch.
+step dispatched per batch on one CPU device: see `host_scan`), so the host syncs once per epoch.
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def make_train_epoch(
     """A compiled `(state, x_uint8, y, key) -> (state, totals)` that runs one shuffled epoch on device.
 
     It shuffles, gathers, augments and normalises each batch and scans `train_step` over them: one
-    `lax.scan` in one jit, or with `host_loop` (default: on CPU, see `scan`) the same step jitted once
-    and dispatched per batch.
+    `lax.scan` in one jit, or with `host_loop` (default: on one CPU device, see `host_scan`) the same
+    step jitted once and dispatched per batch.
     `x` and `y` hold `num_examples` rows (plus padding), best split over "data" (`parallel.put_rows`);
     the state keeps the layout of `parallel.state_shardings`.
     Batches that do not fill `batch_size` are dropped, as usual. A step with a non-finite loss or
@@ -240,5 +240,11 @@ def host_scan(body: Callable) -> Callable[[Any, Any, Any], Any]:
 
 
 def _loops_on_host(mesh: jax.sharding.Mesh, host_loop: bool | None) -> bool:
-    """`host_loop`, or by default whether the mesh is on CPU (see `host_scan`)."""
-    return mesh.devices.flat[0].platform == "cpu" if host_loop is None else host_loop
+    """`host_loop`, or by default whether the mesh is one CPU device (see `host_scan`).
+
+    Several CPU devices (forced host devices, gloo processes) keep the scan: programs with collectives
+    dispatched back to back can deadlock XLA:CPU's in-process rendezvous (seen with 8 forced devices).
+    """
+    if host_loop is not None:
+        return host_loop
+    return mesh.devices.size == 1 and mesh.devices.flat[0].platform == "cpu"
