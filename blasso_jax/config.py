@@ -176,7 +176,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "benchmark_cpu": {"alpha": 2},
     # Figure 5 on a CPU: ResNet18 at 1/16 width (α=4) for 3 epochs; a sketch of the figure, not the paper's.
     # Figure 5 on 2 CPU cores: ResNet18 α=4 (1/16 of the paper's 64 channels) on an 8,000-image subset; a
-    # k=11 epoch takes under a minute (docs/results.md).
+    # k=11 epoch takes about a minute, the k=3,7,11 figure about 1.5 hours (docs/results.md).
     "fig5_cpu": dict(
         model="resnet18",
         alpha=4,
