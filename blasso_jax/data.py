@@ -125,17 +125,21 @@ def augment_policy(requested: str, dataset: Dataset) -> str:
     if requested == "auto":
         return dataset.augment
     if requested == "fast_autoaugment":
-        return "fast_autoaugment_svhn" if paper_dataset(dataset.name) == "svhn_cropped" else "fast_autoaugment_cifar"
+        return _fast_autoaugment_policy(dataset.name)
     return requested
+
+
+def _fast_autoaugment_policy(name: str) -> str:
+    """The authors' SVHN policy for SVHN (or a copy named after it), their CIFAR one for anything else."""
+    return "fast_autoaugment_svhn" if paper_dataset(name) == "svhn_cropped" else "fast_autoaugment_cifar"
 
 
 def _default_augment(name: str, channels: int) -> str:
     """The usual policy for the data: the paper's Fast AutoAugment for its datasets (CIFAR-10/100, SVHN, or a
     local copy named after one), else crop+flip, with no flips for digits (a mirrored digit is another symbol)."""
     lowered = name.lower()
-    paper = paper_dataset(name)
-    if paper is not None and channels == 3:
-        return "fast_autoaugment_svhn" if paper == "svhn_cropped" else "fast_autoaugment_cifar"
+    if paper_dataset(name) is not None and channels == 3:
+        return _fast_autoaugment_policy(name)
     if name == "synthetic":
         # Synthetic classes are pixel-aligned templates: shifting or mirroring them would only blur
         # the signal a smoke run needs to see its loss fall.
