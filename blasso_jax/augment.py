@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from blasso_jax import autoaugment
+from blasso_jax import autoaugment, rng
 
 # Fast AutoAugment per dataset kind: (the authors' searched policy, the crop/flip that follows it).
 FAST_AUTOAUGMENT = {
@@ -36,9 +36,9 @@ def prepare_batch(
     """A uint8 training batch augmented by `policy`, normalised, and for Fast AutoAugment cut out."""
     if policy not in FAST_AUTOAUGMENT:
         return normalize(augment_batch(key, images, policy), mean, std, dtype)
-    augment_key, cutout_key = jax.random.split(key)
-    normalized = normalize(augment_batch(augment_key, images, policy), mean, std, dtype)
-    return normalized * cutout_masks(cutout_key, images.shape[:3], CUTOUT_SIZE)[..., None].astype(dtype)
+    normalized = normalize(augment_batch(rng.child(key, "fast_autoaugment"), images, policy), mean, std, dtype)
+    cutout = cutout_masks(rng.child(key, "cutout"), images.shape[:3], CUTOUT_SIZE)
+    return normalized * cutout[..., None].astype(dtype)
 
 
 def cutout_masks(key: jax.Array, shape: tuple[int, int, int], size: int) -> jax.Array:
@@ -47,9 +47,8 @@ def cutout_masks(key: jax.Array, shape: tuple[int, int, int], size: int) -> jax.
     The authors' `CutoutDefault`: rows clip(y - size // 2, 0, H) to clip(y + size // 2, 0, H), exclusive.
     """
     batch, height, width = shape
-    y_key, x_key = jax.random.split(key)
-    centre_y = jax.random.randint(y_key, (batch, 1, 1), 0, height)
-    centre_x = jax.random.randint(x_key, (batch, 1, 1), 0, width)
+    centre_y = jax.random.randint(rng.child(key, "cutout_row"), (batch, 1, 1), 0, height)
+    centre_x = jax.random.randint(rng.child(key, "cutout_column"), (batch, 1, 1), 0, width)
     rows = jnp.arange(height)[None, :, None]
     columns = jnp.arange(width)[None, None, :]
     inside_y = (rows >= centre_y - size // 2) & (rows < centre_y + size // 2)
@@ -71,13 +70,13 @@ def augment_batch(key: jax.Array, images: jax.Array, policy: str, padding: int =
         raise ValueError(f"padding must be >= 0, got {padding}")
     if policy in FAST_AUTOAUGMENT:
         searched, then = FAST_AUTOAUGMENT[policy]
-        policy_key, key = jax.random.split(key)
+        policy_key, key = rng.child(key, "policy"), rng.child(key, "after_policy")
         images = autoaugment.augment_batch_fast_autoaugment(policy_key, images, autoaugment.load_policy(searched))
         policy = then
     if policy == "none":
         return images
     batch, height, width, channels = images.shape
-    crop_key, flip_key = jax.random.split(key)
+    crop_key, flip_key = rng.child(key, "crop"), rng.child(key, "flip")
     padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     offsets = jax.random.randint(crop_key, (batch, 2), 0, 2 * padding + 1)
 

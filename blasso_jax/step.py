@@ -23,7 +23,7 @@ from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import augment, methods, parallel
+from blasso_jax import augment, methods, parallel, rng
 from blasso_jax.config import PRECISION_DTYPES, TrainConfig
 
 
@@ -137,8 +137,9 @@ def make_train_epoch(
         images = parallel.gather_rows(x, indices, mesh)
         labels = parallel.gather_rows(y, indices, mesh)
         images = augment.prepare_batch(key, images, policy, mean, std, compute_dtype)
-        # The dropout key is the step key's own branch: deterministic, so a resumed run repeats it.
-        new_state, loss, logits, finite = train_step(state, images, labels, jax.random.fold_in(key, 1))
+        # Dropout has its own stream of the step key: deterministic (a resumed run repeats it) and
+        # independent of the augmentation's.
+        new_state, loss, logits, finite = train_step(state, images, labels, rng.child(key, "dropout"))
         apply = finite if skip else finite & (totals.first_nonfinite_step < 0)
         state = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_state, state)
         # The carry keeps the state's layout, so split kernels are never gathered whole.
@@ -155,9 +156,9 @@ def make_train_epoch(
         return state, totals
 
     def plan(key):
-        order_key, augment_key = jax.random.split(key)
-        order = jax.random.permutation(order_key, num_examples)[: steps * batch_size].reshape(steps, batch_size)
-        return order, jax.random.split(augment_key, steps), jnp.arange(steps)
+        order = jax.random.permutation(rng.child(key, "order"), num_examples)[: steps * batch_size]
+        step_keys = jax.vmap(jax.random.fold_in, (None, 0))(rng.child(key, "steps"), jnp.arange(steps))
+        return order.reshape(steps, batch_size), step_keys, jnp.arange(steps)
 
     def finish(state, totals):
         state = jax.lax.with_sharding_constraint(state, parallel.state_shardings(state, mesh))

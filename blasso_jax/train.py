@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from blasso_jax import analysis, io, methods, parallel, stopping, tensorboard
+from blasso_jax import analysis, io, methods, parallel, rng, stopping, tensorboard
 from blasso_jax import data as data_lib
 from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import (
@@ -142,7 +142,7 @@ def _start(
         _record_run_info(workdir, config, dataset, policy, resume)
     parallel.sync("workdir created")
     mesh = parallel.make_mesh(model_parallel=config.model_parallel)
-    key = jax.random.fold_in(jax.random.key(config.seed), 0)
+    key = rng.init_key(config.seed)
     # Created in its sharded layout: no device ever holds a whole model-sharded kernel.
     state = parallel.init_sharded(
         lambda key: create_train_state(config, model, dataset.image_shape, steps_per_epoch, key), key, mesh
@@ -187,14 +187,13 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
     train_epoch = make_train_epoch(config, run.mesh, len(dataset.x_train), run.policy, dataset.mean, dataset.std)
     accuracy = _make_accuracy(run)
     count_nonzero = jax.jit(nonzero_counts)
-    root_key = jax.random.key(config.seed)
     progress = Progress(config.epochs)
     first_epoch = run.history[-1]["epoch"] + 1 if run.history else 1
     events = tensorboard.epoch_events(config.tensorboard, run.workdir, dataset.image_shape, run.history)
     with stopping.stop_on_signals() as stop, events as write_events:
         for epoch in range(first_epoch, config.epochs + 1):
             tic = time.time()
-            run.state, totals = train_epoch(run.state, x_train, y_train, jax.random.fold_in(root_key, epoch))
+            run.state, totals = train_epoch(run.state, x_train, y_train, rng.epoch_key(config.seed, epoch))
             totals, nonzero = parallel.fetch((totals, count_nonzero(run.state.params)))
             _check_finite(run, epoch, totals)
             record = _epoch_record(run, epoch, totals, nonzero, accuracy, tic)

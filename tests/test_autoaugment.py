@@ -239,11 +239,11 @@ def test_auto_contrast_reproduces_pillows_float64_rounding_down_of_exact_levels(
 
 
 def test_cutout_masks_follow_the_authors_cutout_default():
-    from blasso_jax import augment
+    from blasso_jax import augment, rng
 
     key = jax.random.key(3)
     masks = np.asarray(augment.cutout_masks(key, (64, 32, 32), 16))
-    y_key, x_key = jax.random.split(key)
+    y_key, x_key = rng.child(key, "cutout_row"), rng.child(key, "cutout_column")
     centre_y = np.asarray(jax.random.randint(y_key, (64, 1, 1), 0, 32)).ravel()
     centre_x = np.asarray(jax.random.randint(x_key, (64, 1, 1), 0, 32)).ravel()
     for mask, y, x in zip(masks, centre_y, centre_x):
