@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from blasso_jax import io
-from blasso_jax.optim import kernel_sizes, nonzero_counts
+from blasso_jax import files
+from blasso_jax.counting import kernel_sizes, nonzero_counts
 
 PyTree = Any
 
@@ -206,7 +206,7 @@ def save_sparse(path: str | os.PathLike, params: PyTree, batch_stats: PyTree | N
     arrays["__meta__"] = np.array(json.dumps(meta))
     buffer = _bytes_io.BytesIO()
     np.savez(buffer, **arrays)
-    io.atomic_write_bytes(path, buffer.getvalue())
+    files.atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_sparse(path: str | os.PathLike) -> tuple[PyTree, PyTree | None]:

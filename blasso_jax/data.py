@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from blasso_jax.local_data import NPZ_KEYS, SPLITS, Splits, cache_root, load_local
-from blasso_jax.report import paper_dataset
+from blasso_jax.paper import paper_dataset
 
 _SOURCE_KINDS = (
     "'synthetic', an existing local path (an image folder <root>/<split>/<label>/<image>, "

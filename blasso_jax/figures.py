@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax import io
+from blasso_jax import files
+from blasso_jax.counting import kernel_sizes
 from blasso_jax.models import create_model
-from blasso_jax.optim import kernel_sizes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -45,7 +45,7 @@ def save_figure(fig: Figure, path_without_suffix: str | os.PathLike, *, dpi: int
         path = Path(f"{os.fspath(path_without_suffix)}.{fmt}")
         buffer = _bytes_io.BytesIO()
         fig.savefig(buffer, format=fmt, dpi=dpi)
-        io.atomic_write_bytes(path, buffer.getvalue())
+        files.atomic_write_bytes(path, buffer.getvalue())
         paths.append(path)
     return paths
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from blasso_jax.io import atomic_write
+from blasso_jax.files import atomic_write
 from blasso_jax.progress import log
 
 SPLITS = ("train", "test")

@@ -9,14 +9,14 @@ may regrow on later steps). In optax terms::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
-from flax import traverse_util
+
+from blasso_jax.counting import FIRST_LAYER
 
 PyTree = Any
 # A float, or a pytree of floats with the structure of the parameters (or a prefix of it).
@@ -176,7 +176,7 @@ def kernel_mask(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map_with_path(lambda path, _: _path_names(path)[-1] == "kernel", params)
 
 
-def layerwise_l1(params: PyTree, first: float, rest: float, first_layer: str = "layer1") -> PyTree:
+def layerwise_l1(params: PyTree, first: float, rest: float, first_layer: str = FIRST_LAYER) -> PyTree:
     """λ per leaf: `first` for the first (convolution-like) layer and `rest` for every other leaf.
 
     The paper tunes these two separately: "higher λ for the layer that corresponds to the
@@ -198,63 +198,3 @@ def layerwise_l1(params: PyTree, first: float, rest: float, first_layer: str = "
     return jax.tree_util.tree_map_with_path(
         lambda path, _: first if _path_names(path)[0] == first_layer else rest, params
     )
-
-
-def _kernels(params: PyTree) -> dict[str, jax.Array]:
-    """Kernel leaves by layer name, in layer order."""
-    flat = traverse_util.flatten_dict(params)
-    kernels = {"/".join(key[:-1]): value for key, value in flat.items() if key[-1] == "kernel"}
-    return dict(sorted(kernels.items(), key=lambda item: _natural_key(item[0])))
-
-
-def nonzero_counts(params: PyTree) -> dict[str, jax.Array]:
-    """Number of non-zero kernel entries per layer, as device scalars (usable under `jax.jit`).
-
-    Args:
-      params: a flax parameter tree.
-
-    Returns:
-      `{layer path: count}` for every `kernel` leaf, in layer order (`layer2` before `layer10`).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> {k: int(v) for k, v in nonzero_counts({"layer1": {"kernel": jnp.array([0.0, 1.0, 2.0])}}).items()}
-      {'layer1': 2}
-    """
-    return {name: jnp.count_nonzero(kernel) for name, kernel in _kernels(params).items()}
-
-
-def kernel_sizes(params: PyTree) -> dict[str, int]:
-    """Number of kernel entries per layer: the dense count that `nonzero_counts` is measured against.
-
-    Args:
-      params: a flax parameter tree (arrays or `jax.ShapeDtypeStruct`s).
-
-    Returns:
-      `{layer path: entries}` for every `kernel` leaf, in layer order.
-    """
-    return {name: int(kernel.size) for name, kernel in _kernels(params).items()}
-
-
-def _natural_key(name: str) -> tuple:
-    """Sorts `layer2` before `layer10`."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
-
-
-def count_params(params: PyTree, *, kernels_only: bool = True) -> int:
-    """Number of weights: kernel entries (as the paper's tables count them), or every entry.
-
-    Args:
-      params: a flax parameter tree.
-      kernels_only: count only `kernel` leaves (biases and BatchNorm left out), as the paper does.
-
-    Returns:
-      The number of entries.
-
-    Examples:
-      >>> import numpy as np
-      >>> count_params({"layer1": {"kernel": np.zeros((3, 4)), "bias": np.zeros(4)}})
-      12
-    """
-    flat = traverse_util.flatten_dict(params)
-    return sum(int(value.size) for key, value in flat.items() if key[-1] == "kernel" or not kernels_only)

@@ -1,4 +1,20 @@
-"""Figures printed in the paper (test accuracy, %), for side-by-side tables."""
+"""The paper's facts: its datasets and the figures it prints (test accuracy, %), for side-by-side tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PAPER_DATASETS = ("cifar100", "cifar10", "svhn_cropped")  # cifar100 first: 'cifar10' is its prefix
+
+
+def paper_dataset(dataset: str) -> str | None:
+    """The paper's dataset a run's dataset stands for ('cifar10' for a local CIFAR-10 copy), if any."""
+    name = Path(dataset).name.lower().replace("-", "").replace("_", "")
+    for key in PAPER_DATASETS:
+        if name.startswith(key.replace("_", "")) or (key == "svhn_cropped" and name.startswith("svhn")):
+            return key
+    return None
+
 
 # Table 2: S-FC trained for 4000 epochs, by dataset and method (`Method.paper_key`).
 TABLE2 = {

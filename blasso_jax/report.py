@@ -8,17 +8,6 @@ from typing import Any
 
 from blasso_jax import methods, paper
 
-PAPER_DATASETS = ("cifar100", "cifar10", "svhn_cropped")  # cifar100 first: 'cifar10' is its prefix
-
-
-def paper_dataset(dataset: str) -> str | None:
-    """The paper's dataset a run's dataset stands for ('cifar10' for a local CIFAR-10 copy), if any."""
-    name = Path(dataset).name.lower().replace("-", "").replace("_", "")
-    for key in PAPER_DATASETS:
-        if name.startswith(key.replace("_", "")) or (key == "svhn_cropped" and name.startswith("svhn")):
-            return key
-    return None
-
 
 def dataset_label(dataset: str) -> str:
     """How a dataset is named in tables; local copies by their file name, so they are never mistaken for tfds'."""
@@ -57,7 +46,7 @@ def table2_row(results: dict[str, Any]) -> list[Any]:
         results["epochs"],
         percent(results["test_accuracy"]["best"]),
         percent(results["test_accuracy"]["final"]),
-        paper.TABLE2.get(paper_dataset(config.dataset), {}).get(method.paper_key(config)),
+        paper.TABLE2.get(paper.paper_dataset(config.dataset), {}).get(method.paper_key(config)),
     ]
 
 

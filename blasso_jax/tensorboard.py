@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from blasso_jax import figures, parallel
+from blasso_jax.counting import FIRST_LAYER
 
 DIRECTORY = "tensorboard"
 FILTER_UNITS = 64  # first-layer units shown in the filter mosaic
@@ -73,7 +74,7 @@ def epoch_events(
     writer = _open_writer(workdir / DIRECTORY, history) if parallel.is_writer() else None
 
     def write(record: dict[str, Any], params: Any) -> None:
-        kernel = parallel.fetch(params["layer1"]["kernel"][:, :FILTER_UNITS]) if "locality" in record else None
+        kernel = parallel.fetch(params[FIRST_LAYER]["kernel"][:, :FILTER_UNITS]) if "locality" in record else None
         if writer is None:
             return
         _add_scalars(writer, record)

@@ -21,23 +21,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from blasso_jax import analysis, io, methods, parallel, rng, stopping, tensorboard
+from blasso_jax import analysis, files, methods, parallel, rng, stopping, tensorboard
 from blasso_jax import data as data_lib
 from blasso_jax import permute as permute_lib
-from blasso_jax.checkpoints import (
-    Checkpoints,
-    WorkdirError,
-    check_resumed_config,
-    check_workdir,
-    checkpointed_tree,
-    create_workdir,
-    git_commit,
-    latest_epoch,
-    tree_bytes,
-)
+from blasso_jax.checkpoints import Checkpoints, checkpointed_tree, latest_epoch, tree_bytes
 from blasso_jax.config import TrainConfig, model_from_config
-from blasso_jax.optim import kernel_sizes, nonzero_counts
+from blasso_jax.counting import FIRST_LAYER, kernel_sizes, nonzero_counts
 from blasso_jax.progress import Progress, log
+from blasso_jax.rundir import WorkdirError, check_resumed_config, check_workdir, create_workdir, git_commit
 from blasso_jax.step import (
     EpochTotals,
     TrainState,
@@ -105,7 +96,7 @@ def _load_data(config: TrainConfig) -> data_lib.Dataset:
 
 def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Dataset, policy: str, resume: bool) -> None:
     """Appends the config to `config.jsonl` and writes `dataset.json`, the run's description."""
-    io.append_jsonl(workdir / "config.jsonl", config.to_dict())
+    files.append_jsonl(workdir / "config.jsonl", config.to_dict())
     description = {
         "name": dataset.name,
         "image_shape": list(dataset.image_shape),
@@ -113,7 +104,7 @@ def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Datas
         "class_names": list(dataset.class_names),
         "augment": policy,
     }
-    io.atomic_write_json(workdir / "dataset.json", description)
+    files.atomic_write_json(workdir / "dataset.json", description)
 
 
 def _start(
@@ -156,10 +147,10 @@ def _start(
             epoch, run.state = run.checkpoints.restore(run.state)  # in this run's layout, whichever mesh saved it
         else:
             epoch = 0
-        run.history = [r for r in io.read_jsonl(workdir / "metrics.jsonl") if r["epoch"] <= epoch]
+        run.history = [r for r in files.read_jsonl(workdir / "metrics.jsonl") if r["epoch"] <= epoch]
         parallel.sync("metrics read")
         if parallel.is_writer():
-            io.write_jsonl(workdir / "metrics.jsonl", run.history)
+            files.write_jsonl(workdir / "metrics.jsonl", run.history)
         log(f"resumed from the checkpoint of epoch {epoch}" if epoch else "no checkpoint yet: training from epoch 1")
     return run
 
@@ -276,7 +267,7 @@ def _epoch_record(run: _Run, epoch: int, totals: EpochTotals, nonzero: dict, acc
         "epoch_seconds": time.time() - tic,
     }
     locality_due = config.locality_every and (epoch % config.locality_every == 0 or epoch == config.epochs)
-    if run.state.params["layer1"]["kernel"].ndim == 2 and locality_due:
+    if run.state.params[FIRST_LAYER]["kernel"].ndim == 2 and locality_due:
         record["locality"] = _locality_summary(run.state, run.dataset.image_shape)
     return record
 
@@ -289,7 +280,7 @@ def _finish_epoch(run: _Run, record: dict, checkpoint: bool) -> None:
     if new_best or epoch % config.checkpoint_every == 0 or epoch == config.epochs or checkpoint:
         run.checkpoints.save(epoch, run.state, record["val_accuracy"])
     if parallel.is_writer():
-        io.append_jsonl(run.workdir / "metrics.jsonl", record)
+        files.append_jsonl(run.workdir / "metrics.jsonl", record)
     run.history.append(record)
 
 
@@ -353,7 +344,7 @@ def _summarise(run: _Run, wall_seconds: float) -> dict[str, Any]:
         "wall_seconds": wall_seconds,
     }
     if parallel.is_writer():
-        io.atomic_write_json(workdir / "results.json", results)
+        files.atomic_write_json(workdir / "results.json", results)
     return results
 
 
@@ -384,5 +375,5 @@ def best_by_validation(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _locality_summary(state: TrainState, image_shape: tuple[int, ...]) -> dict[str, Any]:
     """Locality of a dense first layer's units (see `analysis.locality`), summarised."""
-    summary = analysis.locality(state.params["layer1"]["kernel"], image_shape)["summary"]
+    summary = analysis.locality(state.params[FIRST_LAYER]["kernel"], image_shape)["summary"]
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}

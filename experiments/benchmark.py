@@ -24,7 +24,7 @@ import json
 import jax
 from absl import app, flags
 
-from blasso_jax import benchmark, io
+from blasso_jax import benchmark, files
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -81,7 +81,7 @@ def body() -> None:
     )
     print(json.dumps({k: v for k, v in report.items() if k != "seconds_per_epoch_all"}, indent=2))
     if FLAGS.out:
-        io.atomic_write_json(FLAGS.out, report)
+        files.atomic_write_json(FLAGS.out, report)
 
 
 def main(argv):

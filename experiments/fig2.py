@@ -27,7 +27,7 @@ from typing import NamedTuple
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import figures, io, report, train
+from blasso_jax import figures, files, report, train
 from experiments import flags as train_flags
 
 PAPER_ORDER = ("resnet18", "d-conv", "s-conv", "3-fc")  # fewest weights to fit, and best test accuracy, first
@@ -119,7 +119,7 @@ def body() -> None:
     for cell in runs:
         workdir = root / f"alpha{cell.alpha}" / config_lib.run_name(cell)
         results = train.run_once(cell, workdir)
-        final = io.read_jsonl(workdir / "metrics.jsonl")[-1]
+        final = files.read_jsonl(workdir / "metrics.jsonl")[-1]
         rung = Rung(
             cell.alpha,
             sum(results["dense_per_layer"].values()),
@@ -131,7 +131,7 @@ def body() -> None:
         train_percent, test_percent = report.percent(rung.train_accuracy), report.percent(rung.test_accuracy)
         rows.append([dataset, cell.model, cell.alpha, rung.weights, results["epochs"], train_percent, test_percent])
     table = report.markdown_table(HEADERS, rows)
-    io.atomic_write_bytes(root / "fig2.md", (table + "\n").encode())
+    files.atomic_write_bytes(root / "fig2.md", (table + "\n").encode())
     accuracy = {
         dataset: {
             model_label(name): {r.weights: (100 * r.train_accuracy, 100 * r.test_accuracy) for r in ladder}

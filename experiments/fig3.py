@@ -18,8 +18,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import checkpoints, figures, io, train
 from blasso_jax import config as config_lib
+from blasso_jax import figures, files, rundir, train
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -49,10 +49,10 @@ def read_run(run_dir: Path) -> tuple[list[dict], tuple[int, tuple[int, ...]], in
     """A run's metrics records, its (alpha, image_shape) and its class count, with errors naming the missing file."""
     if not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} does not exist")
-    records = io.read_jsonl(run_dir / "metrics.jsonl")
+    records = files.read_jsonl(run_dir / "metrics.jsonl")
     if not records:
         raise ValueError(f"{run_dir / 'metrics.jsonl'} is missing or holds no epoch")
-    config, dataset = checkpoints.read_run_info(run_dir)
+    config, dataset = rundir.read_run_info(run_dir)
     return records, (config.alpha, tuple(dataset["image_shape"])), dataset["num_classes"]
 
 

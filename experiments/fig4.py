@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from blasso_jax import analysis, checkpoints, figures
+from blasso_jax import analysis, figures, rundir
+from blasso_jax.counting import FIRST_LAYER
 from blasso_jax.models import layer_specs
 from experiments import flags as train_flags
 
@@ -42,11 +43,11 @@ def first_layer_filters(run_dir: Path, model_name: str, *, best: bool) -> tuple[
     """A run's first-layer filters as full images `[units, H, W, C]`, and the image shape."""
     if not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} does not exist")
-    config, _, variables = checkpoints.load_run(run_dir, best=best)
+    config, _, variables = rundir.load_run(run_dir, best=best)
     if config.model != model_name:
         raise ValueError(f"{run_dir} is a {config.model} run; this panel takes a {model_name} run")
-    image_shape = tuple(checkpoints.read_run_info(run_dir)[1]["image_shape"])
-    kernel = np.asarray(variables["params"]["layer1"]["kernel"])
+    image_shape = tuple(rundir.read_run_info(run_dir)[1]["image_shape"])
+    kernel = np.asarray(variables["params"][FIRST_LAYER]["kernel"])
     if model_name == "s-fc":
         return figures.fc_filters_as_images(kernel, image_shape), image_shape
     local = layer_specs("s-local", config.alpha, image_shape)[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import figures, io, methods, report, train
+from blasso_jax import figures, files, methods, report, train
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -54,7 +54,7 @@ def body() -> None:
         accuracy.setdefault(dataset, {}).setdefault(label, {})[cell.kernel_size] = best
         rows.append([dataset, cell.kernel_size, label, results["epochs"], best])
     table = report.markdown_table(("dataset", "kernel", "method", "epochs", "test % (best val)"), rows)
-    io.atomic_write_bytes(root / "fig5.md", (table + "\n").encode())
+    files.atomic_write_bytes(root / "fig5.md", (table + "\n").encode())
     paths = figures.save_figure(figures.plot_kernel_sizes(accuracy), FLAGS.out or str(root / "fig5"))
     print(f"\n{table}\n\ntable: {root / 'fig5.md'}\nfigure: {', '.join(map(str, paths))}")
 

@@ -13,9 +13,9 @@ import typing
 
 from absl import app, flags, logging
 
-from blasso_jax import checkpoints, stopping
 from blasso_jax import config as config_lib
-from blasso_jax.checkpoints import WorkdirError
+from blasso_jax import rundir, stopping
+from blasso_jax.rundir import WorkdirError
 from blasso_jax.train import NonFiniteLossError
 
 # Errors a user can act on: entry points print them as one `error: …` line and exit 1.
@@ -121,7 +121,7 @@ def _resumed_config() -> config_lib.TrainConfig | None:
     """The saved config of the run that `--resume --workdir` continues, unless `--config` names a preset."""
     if not (flags.FLAGS.resume and flags.FLAGS.workdir) or flags.FLAGS["config"].present:
         return None
-    return checkpoints.saved_config(flags.FLAGS.workdir)
+    return rundir.saved_config(flags.FLAGS.workdir)
 
 
 def run_main(argv: list[str], body: typing.Callable[[], object]) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import analysis, checkpoints, io, report
+from blasso_jax import analysis, files, report, rundir
+from blasso_jax.counting import FIRST_LAYER
 from experiments import flags as train_flags
 
 train_flags.define_shared_flags()
@@ -26,8 +27,8 @@ def row(run_dir: Path) -> list:
     if not (run_dir / "results.json").is_file() or not (run_dir / "sparse_params.npz").is_file():
         raise ValueError(f"{run_dir} holds no finished run (results.json and sparse_params.npz)")
     results = json.loads((run_dir / "results.json").read_text())
-    _, dataset = checkpoints.read_run_info(run_dir)
-    kernel = analysis.load_sparse(run_dir / "sparse_params.npz")[0]["layer1"]["kernel"]
+    _, dataset = rundir.read_run_info(run_dir)
+    kernel = analysis.load_sparse(run_dir / "sparse_params.npz")[0][FIRST_LAYER]["kernel"]
     if kernel.ndim != 2:
         raise ValueError(f"{run_dir} is a {results['config']['model']} run; locality is measured on dense first layers")
     return report.locality_row(results, analysis.locality(kernel, dataset["image_shape"])["summary"])
@@ -38,7 +39,7 @@ def body() -> None:
         raise app.UsageError("--runs (finished run directories, comma-separated) is required")
     table = report.markdown_table(report.LOCALITY_HEADERS, [row(Path(d)) for d in FLAGS.runs])
     if FLAGS.out:
-        io.atomic_write_bytes(FLAGS.out, (table + "\n").encode())
+        files.atomic_write_bytes(FLAGS.out, (table + "\n").encode())
     print(table)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import io, methods, paper, report, train
+from blasso_jax import files, methods, paper, report, train
 from blasso_jax.models import MODEL_NAMES
 from experiments import flags as train_flags
 
@@ -32,7 +32,7 @@ def body() -> None:
     config = train_flags.config_from_flags("table1")
     deep_alpha = FLAGS.deep_alpha or max(1, config.alpha // 10)
     root = Path(FLAGS.workdir or "runs/table1")
-    key = report.paper_dataset(config.dataset)
+    key = paper.paper_dataset(config.dataset)
     rows = []
     for name in FLAGS.models:
         cell = config.replace(model=name, alpha=deep_alpha if name.startswith("d-") else config.alpha)
@@ -43,7 +43,7 @@ def body() -> None:
         rows.append([name, cell.alpha, weights, results["epochs"], best, *figures])
     label = methods.get(config.method).label(config)
     table = f"{report.dataset_label(config.dataset)}, {label}\n\n" + report.markdown_table(HEADERS, rows)
-    io.atomic_write_bytes(root / "table1.md", (table + "\n").encode())
+    files.atomic_write_bytes(root / "table1.md", (table + "\n").encode())
     print(f"\n{table}\n\ntable: {root / 'table1.md'}")
 
 

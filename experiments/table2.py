@@ -20,7 +20,7 @@ from pathlib import Path
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import io, methods, parallel, report, train
+from blasso_jax import files, methods, parallel, report, train
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -50,7 +50,7 @@ def sweep(config: config_lib.TrainConfig) -> None:
     cells = [config.replace(dataset=d, method=m, **fields) for d in FLAGS.datasets for m, fields in SWEEP]
     rows = [report.table2_row(train.run_once(cell, root / config_lib.run_name(cell))) for cell in cells]
     table = report.markdown_table(report.TABLE2_HEADERS, rows)
-    io.atomic_write_bytes(root / "table2.md", (table + "\n").encode())
+    files.atomic_write_bytes(root / "table2.md", (table + "\n").encode())
     print(f"\n{table}\n\ntable: {root / 'table2.md'}")
 
 
@@ -77,7 +77,7 @@ def grid_sweep(config: config_lib.TrainConfig, grid: str) -> None:
             ]
         )
     table = report.markdown_table((*report.TABLE2_HEADERS, "val % (best)", f"selected of grid {grid!r}"), rows)
-    io.atomic_write_bytes(root / "table2.md", (table + "\n").encode())
+    files.atomic_write_bytes(root / "table2.md", (table + "\n").encode())
     print(f"\n{table}\n\ntable: {root / 'table2.md'}")
 
 

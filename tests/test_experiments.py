@@ -11,7 +11,7 @@ from absl import flags
 
 import blasso_jax as bj
 from blasso_jax import config as config_lib
-from blasso_jax import io, methods
+from blasso_jax import files, methods
 from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
 
@@ -79,7 +79,7 @@ def test_table1_trains_each_architecture_with_sgd(tmp_path):
     assert "synthetic, SGD" in table
     for name in ("s-fc", "s-conv", "3-fc"):
         assert f"| {name} | 1 |" in table
-        config = io.read_jsonl(tmp_path / f"synthetic-{name}-sgd-seed0" / "config.jsonl")[-1]
+        config = files.read_jsonl(tmp_path / f"synthetic-{name}-sgd-seed0" / "config.jsonl")[-1]
         assert config["method"] == "sgd" and config["model"] == name
 
 
@@ -98,7 +98,7 @@ def test_fig3_launches_runs_and_plots_nonzeros_and_locality(tmp_path):
     )
     for name in ("fig3.png", "fig3.pdf", "fig3_locality.png", "fig3_locality.pdf"):
         assert (tmp_path / name).stat().st_size > 1000
-    records = io.read_jsonl(tmp_path / "runs" / "synthetic-s-fc-blasso-beta50-seed0" / "metrics.jsonl")
+    records = files.read_jsonl(tmp_path / "runs" / "synthetic-s-fc-blasso-beta50-seed0" / "metrics.jsonl")
     assert all("locality" in r for r in records)  # the smoke preset logs locality every epoch
 
 
@@ -127,7 +127,7 @@ def test_locality_table_rows_carry_a_command_that_rebuilds_the_run(tmp_path, cap
     # The command's flags, parsed by table2 over the default preset, give the run's config back exactly.
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["prog", *shlex.split(command)[3:]])
-    saved = io.read_jsonl(workdir / "config.jsonl")[-1]
+    saved = files.read_jsonl(workdir / "config.jsonl")[-1]
     assert train_flags.config_from_flags().to_dict() == {**saved, "synthetic_shape": tuple(saved["synthetic_shape"])}
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1] == "1" and float(cells[3]) > 0 and float(cells[5]) > 0  # epochs, share, dense-random chance
@@ -155,7 +155,7 @@ def test_a_method_is_one_registry_entry(tmp_path, capsys):
     try:
         run(table2, ["--config=smoke", "--epochs=1", "--method=sgd_l1", "--l1_first=1e-3", f"--workdir={tmp_path}"])
         assert "| synthetic | SGD+L1 λ=0.001 | 1 |" in capsys.readouterr().out
-        config = config_lib.TrainConfig.from_dict(io.read_jsonl(tmp_path / "config.jsonl")[-1])
+        config = config_lib.TrainConfig.from_dict(files.read_jsonl(tmp_path / "config.jsonl")[-1])
         assert config.method == "sgd_l1" and config_lib.run_name(config) == "synthetic-s-fc-sgd-l1-seed0"
     finally:
         del methods.METHODS["sgd_l1"]
@@ -232,7 +232,7 @@ def test_fig2_trains_each_model_and_alpha_once(tmp_path, capsys):
         for alpha in (1, 2):
             # The method is the base config's: the smoke preset's β-LASSO.
             workdir = tmp_path / f"alpha{alpha}" / f"synthetic-{name}-blasso-beta50-seed0"
-            train = 100 * io.read_jsonl(workdir / "metrics.jsonl")[-1]["train_accuracy"]
+            train = 100 * files.read_jsonl(workdir / "metrics.jsonl")[-1]["train_accuracy"]
             weights = kernel_entries(name, alpha, (8, 8, 3))
             assert f"| synthetic | {name} | {alpha} | {weights} | 1 | {train:.2f} |" in table
     assert kernel_entries("3-fc", 2, (8, 8, 3)) > kernel_entries("3-fc", 1, (8, 8, 3))  # 3-FC's width follows α

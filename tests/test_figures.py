@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from blasso_jax import checkpoints, create_model, figures, io, step, train
+from blasso_jax import checkpoints, create_model, figures, files, step, train
 from blasso_jax import config as config_lib
 from experiments import fig3, fig4
 
@@ -143,8 +143,8 @@ def fabricate_run(workdir, model, sparsity=0.5):
     keep = jax.random.uniform(jax.random.key(1), kernel.shape) >= sparsity
     state = state.replace(params={**state.params, "layer1": {"kernel": jnp.where(keep, kernel, 0.0)}})
     workdir.mkdir()
-    io.append_jsonl(workdir / "config.jsonl", config.to_dict())
-    io.atomic_write_json(workdir / "dataset.json", {"image_shape": [8, 8, 3], "num_classes": 10})
+    files.append_jsonl(workdir / "config.jsonl", config.to_dict())
+    files.atomic_write_json(workdir / "dataset.json", {"image_shape": [8, 8, 3], "num_classes": 10})
     saved = checkpoints.Checkpoints(workdir, keep=2)
     saved.save(1, state)
     saved.close()
@@ -154,10 +154,10 @@ def test_fig3_command_plots_a_run(tmp_path, capsys):
     run = tmp_path / "run"
     config = config_lib.preset("smoke", alpha=3)
     run.mkdir()
-    io.append_jsonl(run / "config.jsonl", config.to_dict())
-    io.atomic_write_json(run / "dataset.json", {"image_shape": [32, 32, 3], "num_classes": 10})
+    files.append_jsonl(run / "config.jsonl", config.to_dict())
+    files.atomic_write_json(run / "dataset.json", {"image_shape": [32, 32, 3], "num_classes": 10})
     for record in metrics(3, 30_000):
-        io.append_jsonl(run / "metrics.jsonl", record)
+        files.append_jsonl(run / "metrics.jsonl", record)
     out = tmp_path / "figures" / "fig3"
     run_command(fig3, [f"--runs={run}", "--labels=β-LASSO", f"--out={out}"])
     assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".pdf").stat().st_size > 0
@@ -174,10 +174,10 @@ def test_fig3_combines_10_and_100_class_runs_with_a_classifier_reference_each(tm
     for name, classes in (("cifar10", 10), ("cifar100", 100)):
         run = tmp_path / name
         run.mkdir()
-        io.append_jsonl(run / "config.jsonl", config_lib.preset("smoke", alpha=2).to_dict())
-        io.atomic_write_json(run / "dataset.json", {"image_shape": [32, 32, 3], "num_classes": classes})
+        files.append_jsonl(run / "config.jsonl", config_lib.preset("smoke", alpha=2).to_dict())
+        files.atomic_write_json(run / "dataset.json", {"image_shape": [32, 32, 3], "num_classes": classes})
         for record in metrics(3, 30_000):
-            io.append_jsonl(run / "metrics.jsonl", record)
+            files.append_jsonl(run / "metrics.jsonl", record)
         runs.append(run)
     references = figures.reference_counts(2, (32, 32, 3), [10, 100])
     # S-FC at α=2: layer 3 is fc 24α -> classes, the paper's Table 3; layers 1 and 2 do not depend on classes.
@@ -191,7 +191,7 @@ def test_fig3_combines_10_and_100_class_runs_with_a_classifier_reference_each(tm
     out = tmp_path / "fig3"
     run_command(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
     assert out.with_suffix(".png").stat().st_size > 0
-    io.atomic_write_json(runs[1] / "dataset.json", {"image_shape": [16, 16, 3], "num_classes": 100})
+    files.atomic_write_json(runs[1] / "dataset.json", {"image_shape": [16, 16, 3], "num_classes": 100})
     with pytest.raises(SystemExit):
         run_command(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
     assert "image shape" in capsys.readouterr().err

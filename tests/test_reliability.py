@@ -17,7 +17,7 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from blasso_jax import augment, checkpoints, io, models, step, train
+from blasso_jax import augment, checkpoints, files, models, rundir, step, train
 from blasso_jax import config as config_lib
 from blasso_jax.progress import Progress
 from experiments import table2
@@ -46,11 +46,11 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
-    while len(io.read_jsonl(killed / "metrics.jsonl")) < 3 and time.time() < deadline and process.poll() is None:
+    while len(files.read_jsonl(killed / "metrics.jsonl")) < 3 and time.time() < deadline and process.poll() is None:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = len(io.read_jsonl(killed / "metrics.jsonl"))
+    done = len(files.read_jsonl(killed / "metrics.jsonl"))
     assert 3 <= done < 8, "the run should have been killed part-way"
     # A checkpoint half-written at the kill: orbax's temporary directory for a later epoch.
     torn = killed / "checkpoints" / f"{done + 1}.orbax-checkpoint-tmp-1234567890"
@@ -58,10 +58,10 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     (torn / "garbage").write_bytes(b"\0" * 100)
 
     run_cli([*config_flags, f"--workdir={killed}", "--resume"])
-    _, _, a = checkpoints.load_run(straight)
-    _, _, b = checkpoints.load_run(killed)
+    _, _, a = rundir.load_run(straight)
+    _, _, b = rundir.load_run(killed)
     jax.tree.map(np.testing.assert_array_equal, a, b)
-    assert [r["epoch"] for r in io.read_jsonl(killed / "metrics.jsonl")] == list(range(1, 9))
+    assert [r["epoch"] for r in files.read_jsonl(killed / "metrics.jsonl")] == list(range(1, 9))
 
 
 def test_same_seed_same_metrics(tmp_path):
@@ -73,7 +73,7 @@ def test_same_seed_same_metrics(tmp_path):
     def values(name):
         return [
             {k: v for k, v in r.items() if k != "epoch_seconds"}
-            for r in io.read_jsonl(tmp_path / name / "metrics.jsonl")
+            for r in files.read_jsonl(tmp_path / name / "metrics.jsonl")
         ]
 
     assert values("a") == values("b")
@@ -111,19 +111,19 @@ def test_nonfinite_loss_stops_naming_epoch_and_step_and_keeps_last_good_checkpoi
     assert "last good checkpoint is epoch 2" in message
     assert {p.name: p.stat().st_mtime_ns for p in (workdir / "checkpoints").glob("[0-9]*")} == good
     assert not (workdir / "results.json").exists()
-    assert [r["epoch"] for r in io.read_jsonl(workdir / "metrics.jsonl")] == [1, 2]
+    assert [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")] == [1, 2]
 
 
 def test_nonfinite_steps_can_be_skipped_and_counted(tmp_path, nan_on_bright_batches):
     results = train.train_and_evaluate(
         config_lib.preset("smoke", epochs=2, batch_size=8, on_nonfinite="skip"), tmp_path / "run"
     )
-    records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     skipped = sum(r["skipped_steps"] for r in records)
     assert 0 < skipped < 2 * (384 // 8)
     assert np.isfinite(records[-1]["train_loss"])
     assert results["test_accuracy"]["final"] is not None
-    _, _, variables = checkpoints.load_run(tmp_path / "run")
+    _, _, variables = rundir.load_run(tmp_path / "run")
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables))
     assert any(f"skipped {r['skipped_steps']} step(s)" in line for r, line in zip(records, progress_lines(records)))
 
@@ -144,7 +144,7 @@ def test_an_epoch_with_every_step_skipped_stops_the_run_even_in_skip_mode(tmp_pa
         run_cli(["--config=smoke", f"--workdir={workdir}", "--on_nonfinite=skip"])
     assert exit_info.value.code == 1
     assert "every one of the 6 steps of epoch 1 had a non-finite loss or gradient" in capsys.readouterr().err
-    assert not (workdir / "results.json").exists() and io.read_jsonl(workdir / "metrics.jsonl") == []
+    assert not (workdir / "results.json").exists() and files.read_jsonl(workdir / "metrics.jsonl") == []
 
 
 SIGNAL_RUN = ["--config=smoke", "--epochs=10", "--checkpoint_every=100", "--synthetic_train_size=1024"]
@@ -174,12 +174,12 @@ def test_a_signal_checkpoints_the_epoch_and_resume_matches_an_uninterrupted_run(
         text=True,
     )
     deadline = time.time() + 120
-    while not io.read_jsonl(stopped / "metrics.jsonl") and time.time() < deadline and process.poll() is None:
+    while not files.read_jsonl(stopped / "metrics.jsonl") and time.time() < deadline and process.poll() is None:
         time.sleep(0.01)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signum
-    epoch = io.read_jsonl(stopped / "metrics.jsonl")[-1]["epoch"]
+    epoch = files.read_jsonl(stopped / "metrics.jsonl")[-1]["epoch"]
     assert epoch < 10, "the run should have stopped part-way"
     name = signal.Signals(signum).name
     assert f"stopped at epoch {epoch} ({name}); continue with --resume --workdir={stopped}" in err
@@ -187,12 +187,12 @@ def test_a_signal_checkpoints_the_epoch_and_resume_matches_an_uninterrupted_run(
     assert checkpoints.latest_epoch(stopped) == epoch  # checkpoint_every=100: written because of the signal
 
     run_cli([f"--workdir={stopped}", "--resume"])
-    _, _, a = checkpoints.load_run(straight)
-    _, _, b = checkpoints.load_run(stopped)
+    _, _, a = rundir.load_run(straight)
+    _, _, b = rundir.load_run(stopped)
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     drop = ("epoch_seconds",)
-    strip = [{k: v for k, v in r.items() if k not in drop} for r in io.read_jsonl(straight / "metrics.jsonl")]
-    assert strip == [{k: v for k, v in r.items() if k not in drop} for r in io.read_jsonl(stopped / "metrics.jsonl")]
+    strip = [{k: v for k, v in r.items() if k not in drop} for r in files.read_jsonl(straight / "metrics.jsonl")]
+    assert strip == [{k: v for k, v in r.items() if k not in drop} for r in files.read_jsonl(stopped / "metrics.jsonl")]
 
 
 def write_folder(root, sizes=None, classes=("a", "b"), test_classes=None):
@@ -303,35 +303,35 @@ def test_existing_workdir_needs_resume_or_overwrite(tmp_path, capsys):
     assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
     assert (workdir / "metrics.jsonl").read_text() == before
     run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--overwrite"])
-    assert len(io.read_jsonl(workdir / "metrics.jsonl")) == 1
+    assert len(files.read_jsonl(workdir / "metrics.jsonl")) == 1
 
 
 def test_atomic_writes_leave_the_old_file_when_interrupted(tmp_path, monkeypatch):
     path = tmp_path / "results.json"
-    io.atomic_write_json(path, {"a": 1})
+    files.atomic_write_json(path, {"a": 1})
 
     def crash(*args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        io.atomic_write_json(path, {"a": 2})
+        files.atomic_write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
 def test_torn_metrics_line_is_dropped(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    io.append_jsonl(path, {"epoch": 1})
+    files.append_jsonl(path, {"epoch": 1})
     with open(path, "a") as f:
         f.write('{"epoch": 2, "train_lo')
-    assert io.read_jsonl(path) == [{"epoch": 1}]
+    assert files.read_jsonl(path) == [{"epoch": 1}]
 
 
 def test_checkpoint_retention_keeps_last_k_and_best(tmp_path):
     config = config_lib.preset("smoke", epochs=5, checkpoint_every=1, keep_checkpoints=2)
     train.train_and_evaluate(config, tmp_path / "run")
-    records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     best_epoch = max(records, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"]  # the first best
     kept = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit())
     assert kept == sorted({4, 5, best_epoch})  # one directory: the last two and the best, each once
@@ -413,7 +413,7 @@ def test_locked_workdir_is_refused_naming_the_holder_and_a_killed_holder_does_no
     # The killed holder's .lock file is left behind; the OS released its lock, so the run proceeds.
     run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--overwrite"])
     assert (workdir / ".lock").read_text() == str(os.getpid())
-    assert len(io.read_jsonl(workdir / "metrics.jsonl")) == 1
+    assert len(files.read_jsonl(workdir / "metrics.jsonl")) == 1
 
 
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path, capsys):
@@ -422,8 +422,8 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path
     straight = (workdir / "metrics.jsonl").read_text()
     shutil.rmtree(workdir / "checkpoints")  # as a Ctrl-C or non-finite stop before epoch 1's checkpoint leaves it
     run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--resume"])
-    assert [r["epoch"] for r in io.read_jsonl(workdir / "metrics.jsonl")] == [1]
-    assert json.loads(straight)["train_loss"] == io.read_jsonl(workdir / "metrics.jsonl")[0]["train_loss"]
+    assert [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")] == [1]
+    assert json.loads(straight)["train_loss"] == files.read_jsonl(workdir / "metrics.jsonl")[0]["train_loss"]
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "notes.txt").write_text("not a run")
@@ -445,7 +445,7 @@ def test_resume_refuses_settings_that_change_the_run_and_writes_nothing(tmp_path
         assert message in err and "new workdir" in err and "--overwrite" in err
         assert {name: (workdir / name).read_text() for name in before} == before
     run_cli([*base, "--resume", "--test_every=2"])  # a logging interval may change
-    assert [r["epoch"] for r in io.read_jsonl(workdir / "metrics.jsonl")] == [1, 2]
+    assert [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")] == [1, 2]
 
 
 def test_resume_with_only_the_workdir_continues_from_the_saved_config(tmp_path, capsys):
@@ -453,8 +453,8 @@ def test_resume_with_only_the_workdir_continues_from_the_saved_config(tmp_path, 
     # Not the table2 preset's values: a resume that fell back to the preset would train S-FC α=150 on tfds CIFAR-10.
     run_cli(["--config=smoke", "--epochs=3", "--alpha=2", f"--workdir={workdir}", "--stop_after=1"])
     run_cli([f"--workdir={workdir}", "--resume"])
-    assert [r["epoch"] for r in io.read_jsonl(workdir / "metrics.jsonl")] == [1, 2, 3]
-    configs = io.read_jsonl(workdir / "config.jsonl")
+    assert [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")] == [1, 2, 3]
+    configs = files.read_jsonl(workdir / "config.jsonl")
     assert len(configs) == 2 and configs[0] == configs[1]
     # A changing flag is still refused against the saved config, naming both values.
     with pytest.raises(SystemExit):

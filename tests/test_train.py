@@ -10,9 +10,9 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from blasso_jax import checkpoints, io, models, parallel, step, tensorboard, train
 from blasso_jax import config as config_lib
 from blasso_jax import data as data_lib
+from blasso_jax import files, models, parallel, rundir, step, tensorboard, train
 from experiments import table2
 
 
@@ -24,7 +24,7 @@ def run_table2(argv):
 
 
 def check_outputs(workdir, epochs, num_classes=10):
-    records = io.read_jsonl(workdir / "metrics.jsonl")
+    records = files.read_jsonl(workdir / "metrics.jsonl")
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
     for r in records:
         for key in ("train_accuracy", "val_accuracy"):
@@ -177,28 +177,28 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert train.train_and_evaluate(config, tmp_path / "resumed", stop_after=2) is None
     assert not (tmp_path / "resumed" / "results.json").exists()
     resumed = train.train_and_evaluate(config, tmp_path / "resumed", resume=True)
-    _, _, a = checkpoints.load_run(tmp_path / "straight")
-    _, _, b = checkpoints.load_run(tmp_path / "resumed")
+    _, _, a = rundir.load_run(tmp_path / "straight")
+    _, _, b = rundir.load_run(tmp_path / "resumed")
     jax.tree.map(np.testing.assert_array_equal, a, b)
     assert straight["test_accuracy"] == resumed["test_accuracy"]
-    records = io.read_jsonl(tmp_path / "resumed" / "metrics.jsonl")
+    records = files.read_jsonl(tmp_path / "resumed" / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
     timeless = [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]
     assert timeless == [
         {k: v for k, v in r.items() if k != "epoch_seconds"}
-        for r in io.read_jsonl(tmp_path / "straight" / "metrics.jsonl")
+        for r in files.read_jsonl(tmp_path / "straight" / "metrics.jsonl")
     ]
 
 
 def test_metrics_record_lr_schedule_and_checkpoint_size(tmp_path, capsys):
     config = config_lib.preset("smoke", epochs=2)
     train.train_and_evaluate(config, tmp_path / "run")
-    records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert records[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine reaches 0 at the end
     assert 0 < records[0]["lr"] < 0.1
     assert "checkpoint size" in capsys.readouterr().out
     assert not (tmp_path / "run" / "tensorboard").exists()  # no event files without --tensorboard
-    config_loaded, model, variables = checkpoints.load_run(tmp_path / "run")
+    config_loaded, model, variables = rundir.load_run(tmp_path / "run")
     assert config_loaded == config
     logits = model.apply(variables, jnp.zeros((2, 32, 32, 3)), train=False)
     assert logits.shape == (2, 10)
@@ -273,7 +273,7 @@ def test_tensorboard_events_mirror_metrics_and_a_resume_continues_them(tmp_path)
     train.train_and_evaluate(config, workdir, resume=True)
     assert len(list((workdir / "tensorboard").glob("*tfevents*"))) == 2  # the resumed run appends a file
     values = event_values(read_events(sorted((workdir / "tensorboard").glob("*tfevents*"))))
-    records = io.read_jsonl(workdir / "metrics.jsonl")
+    records = files.read_jsonl(workdir / "metrics.jsonl")
     for tag, key in (("loss/train", "train_loss"), ("accuracy/val", "val_accuracy"), ("lr", "lr")):
         assert values[tag] == [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in records]
     assert values["nonzero/layer1"] == [(r["epoch"], r["nonzero_per_layer"]["layer1"]) for r in records]
@@ -327,7 +327,7 @@ def test_filter_mosaic_tiles_each_filter_normalised():
 
 def test_a_finished_run_counts_for_a_sweep_with_tensorboard_on(tmp_path):
     config = config_lib.preset("smoke")
-    io.atomic_write_json(tmp_path / "results.json", {"config": config.to_dict(), "epochs": 2})
+    files.atomic_write_json(tmp_path / "results.json", {"config": config.to_dict(), "epochs": 2})
     assert train.run_once(config.replace(tensorboard=True), tmp_path)["epochs"] == 2
-    with pytest.raises(checkpoints.WorkdirError, match="another config"):
+    with pytest.raises(rundir.WorkdirError, match="another config"):
         train.run_once(config.replace(seed=1), tmp_path)
