@@ -1,33 +1,27 @@
-"""What a trained network learned: locality of first-layer filters, description length, sparse export.
+"""What a trained network learned: locality of first-layer filters and description length.
 
 `locality` measures how local a dense first layer has become (Figure 4's claim, as numbers);
-`description_length` is the paper's Theorem 2 bound in bits; `save_sparse`/`load_sparse` store
-the kernels as (index, value) pairs, the size that bound is about.
+`description_length` is the paper's Theorem 2 bound in bits. `blasso_jax.export` stores the kernels as
+(index, value) pairs, the size that bound is about.
 """
 
 from __future__ import annotations
 
 import functools
-import io as _bytes_io
-import json
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
-from blasso_jax import files
 from blasso_jax.counting import kernel_sizes, nonzero_counts
 
 PyTree = Any
 
 # Pixel-by-unit entries per chunk in `locality`: bounds its float32 working set to a few hundred MB.
 _LOCALITY_CHUNK_PIXELS = 2**23
-_SPARSE_FORMAT = "blasso_jax.sparse/1"
 # The seed of the fixed pixel permutation (shuffled chance) and of the dense random filters (chance).
 _SHUFFLE_SEED = 0
 _CHANCE_UNITS = 1024
@@ -176,58 +170,3 @@ def description_length(params: PyTree, *, bits: int = 32) -> dict[str, int | flo
         "dense_bits": n * bits,
         "ratio": total / (n * bits),
     }
-
-
-def save_sparse(path: str | os.PathLike, params: PyTree, batch_stats: PyTree | None = None) -> None:
-    """Writes params (and BatchNorm statistics) to one `.npz`: kernels as flat non-zero indices and values.
-
-    Other leaves are stored dense. Indices are uint32 when a kernel has fewer than 2³² entries, else
-    int64. A non-zero is any entry whose bits are not all zero, so -0.0 survives and `load_sparse`
-    returns the arrays bit for bit.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"format": _SPARSE_FORMAT, "trees": {}}
-    trees = {"params": params} if batch_stats is None else {"params": params, "batch_stats": batch_stats}
-    for tree_name, tree in trees.items():
-        leaves = {}
-        for key, value in traverse_util.flatten_dict(tree, sep="/").items():
-            value = np.asarray(value)
-            name = f"{tree_name}/{key}"
-            sparse = key.split("/")[-1] == "kernel"
-            leaves[key] = {"dtype": value.dtype.name, "shape": list(value.shape), "sparse": sparse}
-            if sparse:
-                flat = value.reshape(-1)
-                indices = np.flatnonzero(flat.view(f"u{flat.dtype.itemsize}"))
-                arrays[f"{name}:indices"] = indices.astype(np.uint32 if flat.size < 2**32 else np.int64)
-                arrays[f"{name}:values"] = flat[indices]
-            else:
-                arrays[name] = value
-        meta["trees"][tree_name] = leaves
-    arrays["__meta__"] = np.array(json.dumps(meta))
-    buffer = _bytes_io.BytesIO()
-    np.savez(buffer, **arrays)
-    files.atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_sparse(path: str | os.PathLike) -> tuple[PyTree, PyTree | None]:
-    """(params, batch_stats) as `save_sparse` wrote them (batch_stats None if none were saved), as numpy arrays."""
-    with np.load(path, allow_pickle=False) as archive:
-        if "__meta__" not in archive.files:
-            raise ValueError(f"{path} is not a sparse export (no __meta__ entry); write it with save_sparse")
-        meta = json.loads(str(archive["__meta__"]))
-        if meta.get("format") != _SPARSE_FORMAT:
-            raise ValueError(f"{path} has format {meta.get('format')!r}; this reader knows {_SPARSE_FORMAT!r}")
-        trees = {}
-        for tree_name, leaves in meta["trees"].items():
-            flat = {}
-            for key, info in leaves.items():
-                dtype = jnp.dtype(info["dtype"])  # jnp knows bfloat16, which numpy stores as raw bytes
-                name = f"{tree_name}/{key}"
-                if info["sparse"]:
-                    value = np.zeros(math.prod(info["shape"]), dtype)
-                    value[archive[f"{name}:indices"]] = archive[f"{name}:values"].view(dtype)
-                    flat[key] = value.reshape(info["shape"])
-                else:
-                    flat[key] = archive[name].view(dtype).reshape(info["shape"])
-            trees[tree_name] = traverse_util.unflatten_dict(flat, sep="/")
-    return trees["params"], trees.get("batch_stats")

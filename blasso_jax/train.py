@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from blasso_jax import analysis, files, methods, parallel, rng, stopping, tensorboard
+from blasso_jax import analysis, export, files, methods, parallel, rng, stopping, tensorboard
 from blasso_jax import data as data_lib
 from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import Checkpoints, checkpointed_tree, latest_epoch, tree_bytes
@@ -318,7 +318,8 @@ def _summarise(run: _Run, wall_seconds: float) -> dict[str, Any]:
     workdir, final, best = run.workdir, run.history[-1], run.best_record
     params, batch_stats = parallel.fetch((run.state.params, run.state.batch_stats))
     if parallel.is_writer():
-        analysis.save_sparse(workdir / "sparse_params.npz", params, batch_stats)
+        info = export.model_info(run.config, run.dataset)
+        export.save(workdir / "sparse_params.npz", params, batch_stats, info=info)
     parallel.sync("sparse params written")
     selected = best or final  # model selection by validation accuracy, as the paper; else the final epoch
     results = {

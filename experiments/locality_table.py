@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import analysis, files, report, rundir
+from blasso_jax import analysis, export, files, report, rundir
 from blasso_jax.counting import FIRST_LAYER
 from experiments import flags as train_flags
 
@@ -28,7 +28,7 @@ def row(run_dir: Path) -> list:
         raise ValueError(f"{run_dir} holds no finished run (results.json and sparse_params.npz)")
     results = json.loads((run_dir / "results.json").read_text())
     _, dataset = rundir.read_run_info(run_dir)
-    kernel = analysis.load_sparse(run_dir / "sparse_params.npz")[0][FIRST_LAYER]["kernel"]
+    kernel = export.load(run_dir / "sparse_params.npz").params[FIRST_LAYER]["kernel"]
     if kernel.ndim != 2:
         raise ValueError(f"{run_dir} is a {results['config']['model']} run; locality is measured on dense first layers")
     return report.locality_row(results, analysis.locality(kernel, dataset["image_shape"])["summary"])

@@ -1,4 +1,4 @@
-"""Locality of first-layer filters, the description length bound and the sparse export."""
+"""Locality of first-layer filters and the description length bound (the sparse export: tests/test_sparse.py)."""
 
 import math
 
@@ -153,64 +153,6 @@ def test_description_length_by_hand():
     assert analysis.description_length(zero, bits=16)["bits"] == pytest.approx(6.0)  # only the 2·log2 n header
     with pytest.raises(ValueError, match="bits"):
         analysis.description_length(params, bits=0)
-
-
-def sparse_variables():
-    """An S-FC's variables with 90% of every kernel zeroed (and one -0.0 kept)."""
-    model = create_model("s-fc", alpha=2, image_shape=(16, 16, 3))
-    variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
-    rng = np.random.default_rng(0)
-
-    def prune(path, leaf):
-        leaf = np.array(leaf)
-        if path[-1].key == "kernel":
-            leaf[rng.random(leaf.shape) < 0.9] = 0.0
-            leaf.reshape(-1)[0] = -0.0
-        return leaf
-
-    params = jax.tree_util.tree_map_with_path(prune, variables["params"])
-    batch_stats = jax.tree.map(lambda x: np.asarray(x) + 0.5, variables["batch_stats"])
-    return model, params, batch_stats
-
-
-def assert_bitwise_equal(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        x, y = np.asarray(x), np.asarray(y)
-        assert x.dtype == y.dtype and x.shape == y.shape
-        assert x.tobytes() == y.tobytes()
-
-
-def test_sparse_export_round_trip_is_bitwise_and_smaller(tmp_path):
-    model, params, batch_stats = sparse_variables()
-    path = tmp_path / "sparse.npz"
-    analysis.save_sparse(path, params, batch_stats)
-    loaded_params, loaded_stats = analysis.load_sparse(path)
-    assert_bitwise_equal(loaded_params, params)
-    assert_bitwise_equal(loaded_stats, batch_stats)
-    assert np.signbit(loaded_params["layer1"]["kernel"].reshape(-1)[0])  # -0.0 kept
-    with np.load(path) as archive:
-        assert archive["params/layer1/kernel:indices"].dtype == np.uint32
-    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
-    logits = model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
-    reloaded = model.apply({"params": loaded_params, "batch_stats": loaded_stats}, x, train=False)
-    assert np.array_equal(logits, reloaded)
-
-    dense = tmp_path / "dense.npz"
-    np.savez(dense, *jax.tree.leaves(params), *jax.tree.leaves(batch_stats))
-    assert path.stat().st_size < 0.5 * dense.stat().st_size
-
-    analysis.save_sparse(tmp_path / "params_only.npz", params)
-    assert analysis.load_sparse(tmp_path / "params_only.npz")[1] is None
-
-
-def test_sparse_export_keeps_bfloat16_and_rejects_other_files(tmp_path):
-    params = {"layer1": {"kernel": jnp.array([[0.0, 1.5], [-2.0, 0.0]], jnp.bfloat16)}}
-    analysis.save_sparse(tmp_path / "bf16.npz", params)
-    assert_bitwise_equal(analysis.load_sparse(tmp_path / "bf16.npz")[0], params)
-    np.savez(tmp_path / "other.npz", a=np.ones(3))
-    with pytest.raises(ValueError, match="other.npz"):
-        analysis.load_sparse(tmp_path / "other.npz")
 
 
 def test_locality_is_fast_on_a_large_layer():

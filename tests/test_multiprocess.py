@@ -73,7 +73,7 @@ def test_two_processes_equal_one_process_and_resume_across_them(tmp_path):
         assert_close(without_timing(got), without_timing(want))
     assert weights_1.keys() == weights_2.keys()
     for name in weights_1:
-        if name.endswith(":indices") or name == "__meta__":
+        if name.endswith(":gaps") or name == "__meta__":
             np.testing.assert_array_equal(weights_2[name], weights_1[name], err_msg=name)
         else:
             np.testing.assert_allclose(weights_2[name], weights_1[name], rtol=1e-5, atol=1e-6, err_msg=name)
