@@ -1,4 +1,4 @@
-"""The sparse export and its numpy reference, against float64 numpy references and bounds from float error analysis.
+"""Sparse inference and the sparse export, against float64 numpy references and bounds from float error analysis.
 
 Error bound (per logit, for one float32 evaluation against the exact value of the same weights and input):
 every dot product of n terms, summed in any order, with or without FMA, errs by at most
@@ -7,7 +7,7 @@ off by e reaches the output as |W|ᵀe, and the rounded magnitudes add γ_n·|W|
 rsqrt(var + eps), two multiplies, add, in float32) errs relatively by at most ε = 6u: 4 roundings plus 2u
 for rsqrt (XLA's CPU rsqrt is sqrt then divide, each correctly rounded, fast-math off). ReLU is
 1-Lipschitz and exact. `error_bound` propagates these through the network with numpy's float64
-reference.
+reference; the dense and the sparse model each lie within it, so they differ by at most twice it.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import tarfile
 import warnings
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from blasso_jax import augment, export
+from blasso_jax import augment, export, sparse
 from blasso_jax.config import TrainConfig
-from blasso_jax.models import STACK_MODELS, create_model
+from blasso_jax.models import MODEL_NAMES, STACK_MODELS, create_model
 from blasso_jax.permute import permute_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +118,63 @@ def reference_of(tmp_path, name, variables, permutation=None):
     path = tmp_path / f"{name}.npz"
     export.save(path, variables["params"], variables["batch_stats"], info=info_for(name, permutation))
     return path, nf.read_export(path)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_sparse_logits_equal_dense_ones_on_every_model(name, tmp_path):
+    model, variables = pruned_variables(name)
+    dense = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    apply = jax.jit(functools.partial(sparse.sparse_apply, model))
+    every_layer = sparse.sparsify(variables, dense_above=1.0)
+    dense_layers = [k for k, v in jax.tree_util.tree_flatten_with_path(variables["params"])[0] if v.ndim == 2]
+    assert len(every_layer.kernels) == len(dense_layers) > 0
+    assert not sparse.sparsify(variables, dense_above=0.05).kernels  # ~10 % dense: all stay dense
+    reference = reference_of(tmp_path, name, variables)[1] if name in STACK_MODELS else None
+    # Batch 40 is a chunk of 32 and a zero-padded one; S-FC also runs batch 3, a single unpadded chunk.
+    for batch in (3, 40) if name == "s-fc" else (40,):
+        x = np.random.default_rng(batch).standard_normal((batch, *SHAPE)).astype(np.float32)
+        got, want = np.asarray(apply(every_layer, x), np.float64), np.asarray(dense(variables, x), np.float64)
+        assert np.abs(want).max() > 0.1  # the logits carry signal
+        if reference is not None:
+            exact, bound = error_bound(reference, x.astype(np.float64))
+            assert np.all(np.abs(got - exact) <= bound) and np.all(np.abs(want - exact) <= bound)
+            assert np.all(np.abs(got - want) <= 2 * bound)
+        else:
+            assert_classifier_within_bound(model, variables, every_layer, x)
+
+
+def assert_classifier_within_bound(model, variables, sparse_model, x):
+    """ResNet18: only the classifier is sparse. Each program's logits lie within the dot-product bound of
+    its own classifier input f; the two programs' f may differ by rounding, which |W|ᵀ|Δf| carries over."""
+
+    def with_classifier_input(apply):
+        def run(*args):
+            seen = []
+
+            def record(next_fun, args, kwargs, context):
+                if context.module.name == "classifier":
+                    seen.append(args[0])
+                return next_fun(*args, **kwargs)
+
+            with nn.intercept_methods(record):
+                logits = apply(*args)
+            return logits, seen[0]
+
+        return jax.jit(run)
+
+    got, f_sparse = with_classifier_input(functools.partial(sparse.sparse_apply, model))(sparse_model, x)
+    want, f_dense = with_classifier_input(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    w = np.asarray(variables["params"]["classifier"]["kernel"], np.float64)
+    b = np.asarray(variables["params"]["classifier"]["bias"], np.float64)
+    bounds = []
+    for f, logits in ((f_sparse, got), (f_dense, want)):
+        f = np.asarray(f, np.float64)
+        exact, magnitude = f @ w + b, np.abs(f) @ np.abs(w)
+        bound = gamma(w.shape[0]) * magnitude + U * (np.abs(exact) + gamma(w.shape[0]) * magnitude)
+        assert np.all(np.abs(np.asarray(logits, np.float64) - exact) <= bound)
+        bounds.append(bound)
+    shift = np.abs(np.asarray(f_sparse, np.float64) - np.asarray(f_dense, np.float64)) @ np.abs(w)
+    assert np.all(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)) <= bounds[0] + bounds[1] + shift)
 
 
 def assert_bitwise_equal(a, b):
@@ -265,3 +323,9 @@ def test_exporting_a_model_without_zeros_warns_and_still_exports(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         export.save(tmp_path / "sparse.npz", {"layer1": {"kernel": np.eye(2, dtype=np.float32)}})
+
+
+@pytest.mark.parametrize("density", [0, -0.1, 1.5, float("nan")])
+def test_a_density_outside_zero_one_fails_naming_it(density):
+    with pytest.raises(ValueError, match=f"^dense_above must be a density in \\(0, 1\\].*, got {density}"):
+        sparse.sparsify({"params": {}}, dense_above=density)

@@ -1,0 +1,292 @@
+"""Sparse inference: dense-layer kernels stored as per-unit gathered indices, run under `jit` in eval mode.
+
+β-LASSO leaves a network's first layer at 0.3-50 % density, but `model.apply` still multiplies the dense
+matrix. `sparsify` keeps each dense layer (2-D kernel) whose density is low enough as a `GatherKernel`
+(the non-zero inputs of every unit and their weights) and leaves the rest as they are; `sparse_apply`
+runs the unchanged flax model with every such layer's matmul replaced by gathers, so BatchNorm (running
+statistics), dtypes, flattening and biases are the model's own. Convolutional and locally-connected
+layers stay dense.
+
+**The representation, chosen by measurement** (2 CPU cores shared with training runs, jax 0.10.2;
+docs/performance.md has the commands and tables). S-FC's first layer (3072 × 256α, random per-unit
+masks) was timed against `x @ W` in six forms: a per-unit gather padded to the largest count,
+`x[:, idx] * w` summed (plain, as einsum, or as rows of `x.T`), BCOO (`jax.experimental.sparse`, whose CPU
+matmul lowers to gathers and a scatter-add), `segment_sum` over the non-zeros, and a loop gathering one
+whole row of `x.T` per non-zero. XLA's CPU gather costs a few ns per element unless each index moves a
+contiguous row, so at batch 512 and 0.3 % the padded gathers and BCOO ran 1-5× *slower* than dense, and
+padding to the largest count doubles the work (random counts peak at twice their mean, β-LASSO's at 3.7×).
+What wins is the row loop over units ranked by count (`GatherKernel`): step k gathers the k-th input row
+of every unit that has one and adds it, scaled, into that unit's output row, over chunks of `_CHUNK`
+images so the accumulator stays in cache: 2.4-4.6× faster than dense at batch 512 and 0.3 %, 2.4-7× at
+batch 1 (one layer alone; whole networks in docs/performance.md). Padding per group of steps (`_SLACK`)
+keeps the scan count, and the compile time, small. Above the density `gather_below` gives for the batch
+size, a layer stays dense.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct, traverse_util
+
+PyTree = Any
+
+# Images per chunk of the row-gather loop: the [units, chunk] accumulator of a 1024-unit layer is 128 KB,
+# inside L2. Measured at batch 512, S-FC α=4, 0.3 %: chunks of 32 / 64 / 128 / none took 4.6 / 4.9 / 6.2 /
+# 15.3 ms (dense 31.9 ms); α=1: 1.5 / 1.8 / 1.9 / 2.3 ms (dense 9.3 ms).
+_CHUNK = 32
+# A group of steps is padded to its first step's width while no step is narrower than 1/_SLACK of it.
+_SLACK = 1.25
+# Density below which a gather layer beats the dense matmul, by batch size (first entry with batch <= b).
+# `python -m experiments.benchmark --sparse --crossover --alphas=1,4 --densities=0.003,0.01,0.02,0.03,0.05,
+# 0.1,0.2,0.3 --batch_sizes=1,16,64,512` on this machine (loaded) gave dense time / gather time:
+#   α  batch  0.3%   1%    2%    3%    5%    10%   20%   30%
+#   1      1  2.43  1.79  1.45  1.27  1.00  0.85  0.58  0.49
+#   1     16  3.72  2.41  1.68  1.35  1.12  0.78  0.43  0.34
+#   1     64  2.60  2.03  1.83  1.09  0.80  0.51  0.32  0.17
+#   1    512  2.40  2.42  1.18  1.00  0.52  0.35  0.24  0.17
+#   4      1  6.98  4.52  2.76  2.12  1.57  0.97  0.51  0.32
+#   4     16  10.8  6.53  3.69  2.39  1.12  1.13  0.41  0.50
+#   4     64  3.52  1.22  2.69  1.14  0.61  0.48  0.21  0.15
+#   4    512  4.63  1.90  1.12  0.89  0.50  0.30  0.20  0.10
+# Each threshold is the largest density where the gather won at both widths.
+_GATHER_BELOW = ((16, 0.05), (64, 0.03), (math.inf, 0.02))
+
+
+@struct.dataclass
+class GatherKernel:
+    """A dense layer's `[inputs, units]` kernel as the non-zero inputs of each unit, in groups of steps.
+
+    Units are ranked by their number of non-zeros, most first (`rank[u]` is unit u's rank). Step k holds
+    the k-th non-zero (input index, weight) of every unit that has more than k, in rank order. Consecutive
+    steps form a group padded (input 0, weight 0) to the width of its first step, as long as no step in it
+    is narrower than 1/`_SLACK` of that; `rows` and `values` hold the groups one after the other, each
+    `steps × width` row-major, and `groups` their (steps, width). Groups bound the code (compile time) by
+    log_SLACK(units) instead of the largest count, at ≤ 25 % padding.
+    """
+
+    rows: jax.Array  # int32 [Σ steps·width]: input indices
+    values: jax.Array  # [Σ steps·width]: the weights, in the kernel's dtype
+    rank: jax.Array  # int32 [units]
+    groups: tuple[tuple[int, int], ...] = struct.field(pytree_node=False)
+    shape: tuple[int, int] = struct.field(pytree_node=False)
+
+
+def gather_kernel(kernel: Any) -> GatherKernel:
+    """The `GatherKernel` of a dense `[inputs, units]` kernel (numpy or a concrete jax array).
+
+    Examples:
+      >>> k = gather_kernel(np.array([[0.0, 2.0, 0.0], [3.0, 4.0, 0.0]], np.float32))
+      >>> k.groups, k.rows.tolist(), k.values.tolist(), k.rank.tolist()
+      (((1, 2), (1, 1)), [0, 1, 1], [2.0, 3.0, 4.0], [1, 0, 2])
+    """
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 2:
+        raise ValueError(f"a gather kernel is built from a 2-D [inputs, units] kernel, got shape {kernel.shape}")
+    nonzero = kernel != 0
+    counts = nonzero.sum(0)
+    order = np.argsort(-counts, kind="stable")  # units by count, most first; ties keep their order
+    sorted_counts = counts[order]
+    # Row-major nonzero of the transposed, reordered kernel: each unit's inputs ascending, units in rank order.
+    unit, inputs = np.nonzero(nonzero[:, order].T)
+    step = np.arange(len(unit)) - np.repeat(np.cumsum(sorted_counts) - sorted_counts, sorted_counts)
+    values = kernel[:, order][inputs, unit]
+    groups = _groups(sorted_counts)
+    rows, weights = [], []
+    for first, steps, width in groups:
+        block_rows = np.zeros((steps, width), np.int32)
+        block_values = np.zeros((steps, width), kernel.dtype)
+        inside = (step >= first) & (step < first + steps)
+        block_rows[step[inside] - first, unit[inside]] = inputs[inside]
+        block_values[step[inside] - first, unit[inside]] = values[inside]
+        rows.append(block_rows.reshape(-1))
+        weights.append(block_values.reshape(-1))
+    return GatherKernel(
+        jnp.asarray(np.concatenate(rows) if rows else np.zeros(0, np.int32)),
+        jnp.asarray(np.concatenate(weights) if weights else np.zeros(0, kernel.dtype)),
+        jnp.asarray(np.argsort(order).astype(np.int32)),
+        tuple((steps, width) for _, steps, width in groups),
+        tuple(kernel.shape),
+    )
+
+
+def _groups(sorted_counts: np.ndarray) -> list[tuple[int, int, int]]:
+    """(first step, steps, width) of each group, for unit counts sorted descending."""
+    widths = [int((sorted_counts > k).sum()) for k in range(int(sorted_counts.max(initial=0)))]
+    groups, first = [], 0
+    while first < len(widths):
+        steps = 1
+        while first + steps < len(widths) and widths[first + steps] * _SLACK >= widths[first]:
+            steps += 1
+        groups.append((first, steps, widths[first]))
+        first += steps
+    return groups
+
+
+def gather_matmul(x: jax.Array, kernel: GatherKernel, dtype: Any = None) -> jax.Array:
+    """`x @ W` for `x` `[batch, inputs]` and W given as a `GatherKernel`; products summed in at least float32.
+
+    Returns `[batch, units]` in `dtype` (default: x's). Units without a non-zero give 0.
+    """
+    dtype = dtype or x.dtype
+    accumulate = jnp.promote_types(dtype, jnp.float32)
+    x = x.astype(dtype).astype(accumulate)
+    values = kernel.values.astype(dtype).astype(accumulate)
+    batch, units = x.shape[0], kernel.shape[1]
+    if not kernel.groups:
+        return jnp.zeros((batch, units), dtype)
+    chunk = min(batch, _CHUNK)
+    chunks = jnp.pad(x, ((0, -batch % chunk), (0, 0))).reshape(-1, chunk, x.shape[1])
+    out = jax.lax.map(lambda rows: _row_gather(rows, kernel, values), chunks)
+    return out.reshape(-1, units)[:batch].astype(dtype)
+
+
+def _row_gather(x: jax.Array, kernel: GatherKernel, values: jax.Array) -> jax.Array:
+    """One batch chunk: each step gathers `width` contiguous rows of `x.T`, scales and adds them (a scan per group)."""
+    x_t = x.T
+    active = kernel.groups[0][1]
+
+    def add_step(total, step):
+        step_rows, step_values = step
+        # The barrier keeps the gather a copy of whole rows; fused into the add, XLA gathers element by element.
+        gathered = jax.lax.optimization_barrier(x_t[step_rows])
+        return total.at[: step_rows.shape[0]].add(gathered * step_values[:, None]), None
+
+    total, start = jnp.zeros((active, x.shape[0]), x.dtype), 0
+    for steps, width in kernel.groups:
+        block = (kernel.rows[start : start + steps * width], values[start : start + steps * width])
+        total, _ = jax.lax.scan(add_step, total, tuple(a.reshape(steps, width) for a in block))
+        start += steps * width
+    return jnp.pad(total, ((0, kernel.shape[1] - active), (0, 0)))[kernel.rank].T
+
+
+@struct.dataclass
+class SparseModel:
+    """`variables` without the kernels in `kernels` (layer path -> `GatherKernel`); see `sparsify`."""
+
+    variables: PyTree
+    kernels: dict[str, GatherKernel]
+
+
+def gather_below(batch_size: int) -> float:
+    """The density under which a gather layer beats the dense matmul at `batch_size` (measured; see above)."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return next(density for batch, density in _GATHER_BELOW if batch_size <= batch)
+
+
+def sparsify(variables: PyTree, *, batch_size: int = 1, dense_above: float | None = None) -> SparseModel:
+    """A trained model's variables with each sparse-enough dense-layer kernel as a `GatherKernel`.
+
+    Args:
+      variables: `{'params': ..., 'batch_stats': ...}` of a `blasso_jax` model (numpy or jax arrays).
+      batch_size: the batch `sparse_apply` will mostly run; picks the measured density threshold.
+      dense_above: keep a layer dense when its density (non-zeros / entries) exceeds this, in (0, 1];
+        None uses the threshold measured for `batch_size`; 1.0 makes every dense layer a gather layer.
+
+    Returns:
+      A `SparseModel` (a pytree: pass it to a jitted `sparse_apply`). Convolutional and locally-connected
+      kernels, and dense ones above the threshold, stay in its `variables` unchanged.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from blasso_jax.models import create_model
+      >>> model = create_model("s-fc", alpha=1, image_shape=(8, 8, 3))
+      >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), train=False)
+      >>> sorted(sparsify(variables, dense_above=1.0).kernels)
+      ['layer1', 'layer2', 'layer3']
+    """
+    threshold = gather_below(batch_size) if dense_above is None else check_density("dense_above", dense_above)
+    flat = traverse_util.flatten_dict(dict(variables["params"]), sep="/")
+    kernels = {}
+    for key, kernel in flat.items():
+        layer, leaf = key.rpartition("/")[::2]
+        if leaf == "kernel" and kernel.ndim == 2 and np.count_nonzero(kernel) <= threshold * kernel.size:
+            kernels[layer] = gather_kernel(kernel)
+    params = traverse_util.unflatten_dict(
+        {k: v for k, v in flat.items() if k.rpartition("/")[0] not in kernels or not k.endswith("/kernel")}, sep="/"
+    )
+    return SparseModel({**variables, "params": params}, kernels)
+
+
+def check_density(name: str, density: float) -> float:
+    """`density` as a float, or a ValueError naming `name` unless it lies in (0, 1]."""
+    if not (isinstance(density, int | float) and 0 < density <= 1):
+        raise ValueError(f"{name} must be a density in (0, 1] (non-zeros / entries), got {density!r}")
+    return float(density)
+
+
+def sparse_apply(model: nn.Module, sparse: SparseModel, images: jax.Array) -> jax.Array:
+    """The logits of `model` in eval mode (BatchNorm running statistics) from a `SparseModel`.
+
+    Args:
+      model: the flax module the variables belong to (`create_model`, `rundir.load_run`).
+      sparse: from `sparsify`.
+      images: `[batch, H, W, C]`, normalised as in training.
+
+    Returns:
+      `[batch, classes]` float32 logits, equal to `model.apply(variables, images, train=False)` up to the
+      rounding of a different summation order.
+
+    Examples:
+      >>> import functools
+      >>> apply = jax.jit(functools.partial(sparse_apply, model))  # doctest: +SKIP
+      >>> logits = apply(sparsify(variables), images)  # doctest: +SKIP
+    """
+    with nn.intercept_methods(_gather_layers(sparse.kernels)):
+        return model.apply(sparse.variables, images, train=False)
+
+
+def _gather_layers(kernels: Mapping[str, GatherKernel]):
+    """A flax method interceptor running the `nn.Dense` layers named in `kernels` as gathers."""
+
+    def intercept(next_fun, args, kwargs, context):
+        module = context.module
+        name = "/".join(module.path) if isinstance(module, nn.Dense) else None
+        if context.method_name != "__call__" or name not in kernels:
+            return next_fun(*args, **kwargs)
+        (x,) = args
+        dtype = module.dtype or jnp.result_type(x, kernels[name].values)
+        y = gather_matmul(x.reshape(-1, x.shape[-1]), kernels[name], dtype)
+        if module.use_bias:
+            y = y + module.get_variable("params", "bias").astype(dtype)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
+    return intercept
+
+
+def describe(sparse: SparseModel, variables: PyTree) -> dict[str, dict[str, Any]]:
+    """Per dense-or-gather weight layer: its representation, density, non-zeros and largest unit count."""
+    flat = traverse_util.flatten_dict(dict(variables["params"]), sep="/")
+    layers = {}
+    for key, kernel in flat.items():
+        layer, leaf = key.rpartition("/")[::2]
+        if leaf != "kernel":
+            continue
+        nonzeros = int(np.count_nonzero(kernel))
+        layers[layer] = {
+            "representation": "gather" if layer in sparse.kernels else "dense",
+            "density": nonzeros / kernel.size,
+            "nonzeros": nonzeros,
+            "max_count": int(np.count_nonzero(kernel, axis=0).max()) if kernel.ndim == 2 else None,
+        }
+    return layers
+
+
+__all__ = [
+    "GatherKernel",
+    "SparseModel",
+    "check_density",
+    "describe",
+    "gather_below",
+    "gather_kernel",
+    "gather_matmul",
+    "sparse_apply",
+    "sparsify",
+]
