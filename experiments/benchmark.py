@@ -4,6 +4,8 @@
     python -m experiments.benchmark --precision=fp32 --out=bench.json   # TF32 matmuls on a GPU
     python -m experiments.benchmark --alpha=2 --examples=2048           # a CPU smoke run
     python -m experiments.benchmark --fit_table                         # largest α per 80 GB device, K=1,2,4,8
+    python -m experiments.benchmark --sparse                            # sparse vs dense S-FC inference, file sizes
+    python -m experiments.benchmark --sparse --crossover --densities=0.003,0.01,0.03,0.1,0.3 --batch_sizes=1,16,64,512
 
 The report also holds XLA's cost analysis of the compiled epoch per step (FLOPs, bytes accessed)
 beside the analytic minimum, and their ratios: the traffic overhead, measurable on any backend.
@@ -11,6 +13,10 @@ beside the analytic minimum, and their ratios: the traffic overhead, measurable 
 the largest S-FC and D-FC α whose train state, gradients, compute copy, activations and training
 set fit one device of `--device_gb` with kernels split K ways (`jax.eval_shape` and the real
 sharding rule; see `blasso_jax.benchmark.training_bytes_per_device`).
+
+`--sparse` trains nothing either: it times sparse against dense inference of S-FC with a random
+first-layer mask at each of `--densities`, for `--alphas` and `--batch_sizes`, and compares the sparse
+export's size with a dense `.npz` and an orbax checkpoint (`blasso_jax.sparse_benchmark`).
 
 Model, α, method, precision and batch size come from the training flags (`--config` preset and
 overrides; the `benchmark_cpu` preset by default on a CPU). On a CPU the number of examples
@@ -24,7 +30,7 @@ import json
 import jax
 from absl import app, flags
 
-from blasso_jax import benchmark, files
+from blasso_jax import benchmark, files, sparse_benchmark
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -39,6 +45,16 @@ train_flags.define_once(flags.DEFINE_integer, "num_classes", 10, "classes")
 train_flags.define_once(flags.DEFINE_integer, "timed_epochs", 5, "timed epochs, after one warm-up epoch")
 train_flags.define_once(flags.DEFINE_bool, "fit_table", False, "print the largest S-FC/D-FC α per device at K=1,2,4,8")
 train_flags.define_once(flags.DEFINE_float, "device_gb", 80.0, "device memory of --fit_table, in GB (1e9 bytes)")
+train_flags.define_once(flags.DEFINE_bool, "sparse", False, "time sparse vs dense S-FC inference and file sizes")
+train_flags.define_once(
+    flags.DEFINE_bool,
+    "crossover",
+    False,
+    "with --sparse: time S-FC's first layer alone, gather vs dense (the thresholds)",
+)
+train_flags.define_once(flags.DEFINE_list, "densities", ["0.003", "0.03", "0.3"], "--sparse: first-layer densities")
+train_flags.define_once(flags.DEFINE_list, "alphas", ["1", "4"], "--sparse: S-FC widths α")
+train_flags.define_once(flags.DEFINE_list, "batch_sizes", ["1", "512"], "--sparse: inference batch sizes")
 train_flags.define_shared_flags()
 FLAGS = flags.FLAGS
 
@@ -64,9 +80,40 @@ def fit_table() -> str:
     return "\n".join(lines)
 
 
+def sparse_table() -> None:
+    """Prints (and with --out writes as JSON) the sparse inference and file-size benchmark, or with --crossover
+    the first layer's gather-vs-dense ratios."""
+    if FLAGS.crossover:
+        rows = sparse_benchmark.layer_crossover(
+            [int(a) for a in FLAGS.alphas], [_density(d) for d in FLAGS.densities], [int(b) for b in FLAGS.batch_sizes]
+        )
+        print(sparse_benchmark.crossover_markdown(rows))
+        if FLAGS.out:
+            files.atomic_write_json(FLAGS.out, rows)
+        return
+    report = sparse_benchmark.run(
+        alphas=[int(a) for a in FLAGS.alphas],
+        densities=[_density(d) for d in FLAGS.densities],
+        batch_sizes=[int(b) for b in FLAGS.batch_sizes],
+    )
+    print(sparse_benchmark.markdown(report))
+    if FLAGS.out:
+        files.atomic_write_json(FLAGS.out, report)
+
+
+def _density(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--densities takes numbers in (0, 1], got {text!r}") from None
+
+
 def body() -> None:
     if FLAGS.fit_table:
         print(fit_table())
+        return
+    if FLAGS.sparse:
+        sparse_table()
         return
     on_cpu = jax.devices()[0].platform == "cpu"
     config = train_flags.config_from_flags(*(["benchmark_cpu"] if on_cpu else []))

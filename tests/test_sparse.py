@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from blasso_jax import augment, export, sparse
+from blasso_jax import augment, export, sparse, sparse_benchmark
 from blasso_jax.config import TrainConfig
 from blasso_jax.models import MODEL_NAMES, STACK_MODELS, create_model
 from blasso_jax.permute import permute_pixels
@@ -329,3 +329,5 @@ def test_exporting_a_model_without_zeros_warns_and_still_exports(tmp_path):
 def test_a_density_outside_zero_one_fails_naming_it(density):
     with pytest.raises(ValueError, match=f"^dense_above must be a density in \\(0, 1\\].*, got {density}"):
         sparse.sparsify({"params": {}}, dense_above=density)
+    with pytest.raises(ValueError, match=f"^density must be a density in \\(0, 1\\].*, got {density}"):
+        sparse_benchmark.run(densities=[0.01, density])
