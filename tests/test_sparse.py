@@ -143,6 +143,21 @@ def test_sparse_logits_equal_dense_ones_on_every_model(name, tmp_path):
             assert_classifier_within_bound(model, variables, every_layer, x)
 
 
+@pytest.mark.parametrize("batch", [1, 33])  # one chunk; two chunks, the second zero-padded
+def test_gather_matmul_equals_numpy_matmul(batch):
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 200)).astype(np.float32)
+    kernels = {
+        "all zero": np.zeros((200, 7), np.float32),
+        "one dense unit among empty ones": np.pad(rng.standard_normal((200, 1)), ((0, 0), (3, 3))).astype(np.float32),
+        "5 %": (rng.standard_normal((200, 50)) * (rng.random((200, 50)) < 0.05)).astype(np.float32),
+    }
+    for name, kernel in kernels.items():
+        got = np.asarray(jax.jit(sparse.gather_matmul)(x, sparse.gather_kernel(kernel)), np.float64)
+        exact = x.astype(np.float64) @ kernel.astype(np.float64)
+        assert np.all(np.abs(got - exact) <= gamma(200) * (np.abs(x) @ np.abs(kernel))), name
+
+
 def assert_classifier_within_bound(model, variables, sparse_model, x):
     """ResNet18: only the classifier is sparse. Each program's logits lie within the dot-product bound of
     its own classifier input f; the two programs' f may differ by rounding, which |W|ᵀ|Δf| carries over."""
