@@ -17,10 +17,11 @@ contiguous row, so at batch 512 and 0.3 % the padded gathers and BCOO ran 1-5× 
 padding to the largest count doubles the work (random counts peak at twice their mean, β-LASSO's at 3.7×).
 What wins is the row loop over units ranked by count (`GatherKernel`): step k gathers the k-th input row
 of every unit that has one and adds it, scaled, into that unit's output row, over chunks of `_CHUNK`
-images so the accumulator stays in cache: 2.4-4.6× faster than dense at batch 512 and 0.3 %, 2.4-7× at
-batch 1 (one layer alone; whole networks in docs/performance.md). Padding per group of steps (`_SLACK`)
-keeps the scan count, and the compile time, small. Above the density `gather_below` gives for the batch
-size, a layer stays dense.
+images so the accumulator stays in cache. On S-FC's layer 1 alone it is 3.4-9.3× faster than dense at
+batch 1 and 5-6× at batch 512 (0.3 %), and wins up to 5-10 % density (the table at `_GATHER_BELOW`;
+whole networks in docs/performance.md). Groups of steps padded to a common width (`_SLACK`, `_NARROW`),
+scanned 8 steps per iteration (`_UNROLL`), keep the code, and the compile time, small. Above the density
+`gather_below` gives for the batch size, a layer stays dense.
 """
 
 from __future__ import annotations
@@ -54,18 +55,19 @@ _NARROW = 8
 _UNROLL = 8
 # Density below which a gather layer beats the dense matmul, by batch size (first entry with batch <= b).
 # `python -m experiments.benchmark --sparse --crossover --alphas=1,4 --densities=0.003,0.01,0.02,0.03,0.05,
-# 0.1,0.2,0.3 --batch_sizes=1,16,64,512` on this machine (loaded) gave dense time / gather time:
+# 0.1,0.2,0.3 --batch_sizes=1,16,64,512` at commit 18e51e6 (2 cores shared with training runs) gave
+# dense time / gather time for S-FC's layer 1 alone (3072 x 256α, random masks):
 #   α  batch  0.3%   1%    2%    3%    5%    10%   20%   30%
-#   1      1  2.43  1.79  1.45  1.27  1.00  0.85  0.58  0.49
-#   1     16  3.72  2.41  1.68  1.35  1.12  0.78  0.43  0.34
-#   1     64  2.60  2.03  1.83  1.09  0.80  0.51  0.32  0.17
-#   1    512  2.40  2.42  1.18  1.00  0.52  0.35  0.24  0.17
-#   4      1  6.98  4.52  2.76  2.12  1.57  0.97  0.51  0.32
-#   4     16  10.8  6.53  3.69  2.39  1.12  1.13  0.41  0.50
-#   4     64  3.52  1.22  2.69  1.14  0.61  0.48  0.21  0.15
-#   4    512  4.63  1.90  1.12  0.89  0.50  0.30  0.20  0.10
-# Each threshold is the largest density where the gather won at both widths.
-_GATHER_BELOW = ((16, 0.05), (64, 0.03), (math.inf, 0.02))
+#   1      1  3.43  2.86  2.36  2.10  1.83  0.84  0.58  0.48
+#   1     16  4.92  3.59  2.73  2.62  2.29  1.24  0.83  0.69
+#   1     64  4.13  2.24  1.82  1.66  1.25  1.01  0.69  0.54
+#   1    512  5.07  2.71  2.03  1.43  1.16  0.87  0.58  0.45
+#   4      1  9.30  5.40  3.97  2.30  1.60  1.00  0.60  0.39
+#   4     16  11.1  6.56  4.56  3.73  2.72  1.80  1.18  0.91
+#   4     64  6.10  3.44  2.88  2.65  2.14  1.16  0.93  0.45
+#   4    512  6.33  3.90  2.47  1.59  1.52  0.93  0.52  0.40
+# Each threshold is the largest density where the gather was at least 10 % faster at both widths.
+_GATHER_BELOW = ((1, 0.05), (16, 0.10), (math.inf, 0.05))
 
 
 @struct.dataclass
