@@ -130,8 +130,9 @@ def test_sparse_logits_equal_dense_ones_on_every_model(name, tmp_path):
     assert len(every_layer.kernels) == len(dense_layers) > 0
     assert not sparse.sparsify(variables, dense_above=0.05).kernels  # ~10 % dense: all stay dense
     reference = reference_of(tmp_path, name, variables)[1] if name in STACK_MODELS else None
-    # Batch 40 is a chunk of 32 and a zero-padded one; S-FC also runs batch 3, a single unpadded chunk.
-    for batch in (3, 40) if name == "s-fc" else (40,):
+    # Batch 40 is a chunk of 32 and a zero-padded one; S-FC also runs batch 3, one unpadded chunk, and batch 1,
+    # the loop-free path.
+    for batch in (1, 3, 40) if name == "s-fc" else (40,):
         x = np.random.default_rng(batch).standard_normal((batch, *SHAPE)).astype(np.float32)
         got, want = np.asarray(apply(every_layer, x), np.float64), np.asarray(dense(variables, x), np.float64)
         assert np.abs(want).max() > 0.1  # the logits carry signal
