@@ -60,41 +60,59 @@ def interleaved_seconds(functions: dict[str, Callable[[], Any]], repeats: int) -
 
 
 def time_inference(alpha: int, density: float, batch_size: int, repeats: int) -> dict[str, Any]:
-    """Dense, sparse (measured choice) and forced-gather inference times of one masked S-FC at one batch size."""
+    """`time_model` of S-FC at width α with a random layer-1 mask of `density`."""
     model, variables = masked_s_fc(alpha, density)
-    images = jnp.asarray(np.random.default_rng(1).standard_normal((batch_size, *CIFAR_SHAPE)), jnp.float32)
+    return {"alpha": alpha, "density": density, **time_model(model, variables, CIFAR_SHAPE, batch_size, repeats)}
+
+
+def time_export(path: str | Path, batch_sizes: Sequence[int], repeats: int | None = None) -> list[dict[str, Any]]:
+    """`time_model` of the model a sparse export (`<run>/sparse_params.npz`) holds, at each batch size."""
+    model, exported = export.load_model(path)
+    rows = []
+    for batch in batch_sizes:
+        timing = time_model(model, exported.variables, exported.info.image_shape, batch, repeats or _repeats(batch))
+        rows.append({"export": str(path), **timing})
+    return rows
+
+
+def _repeats(batch_size: int) -> int:
+    return 200 if batch_size <= 16 else 20
+
+
+def time_model(model: Any, variables: Any, image_shape: Sequence[int], batch_size: int, repeats: int) -> dict:
+    """Dense, sparse (measured choice), all-gather and layer-1-emptied inference times at one batch size.
+
+    Returns:
+      `seconds` (median per call of each), `compile_seconds` (first call of dense and sparse), the speed-ups,
+      and layer 1's representation, density and non-zeros.
+    """
+    images = jnp.asarray(np.random.default_rng(1).standard_normal((batch_size, *image_shape)), jnp.float32)
     chosen = sparse.sparsify(variables, batch_size=batch_size)
     forced = sparse.sparsify(variables, dense_above=1.0)
     # Everything but layer 1: the same sparse model with layer 1 emptied (its gather then costs nothing).
-    emptied = jax.tree.map(np.copy, variables)
+    emptied = jax.tree.map(np.array, variables)
     emptied["params"][FIRST_LAYER]["kernel"][:] = 0.0
     rest = sparse.sparsify(emptied, batch_size=batch_size)
     dense_apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
     sparse_apply = jax.jit(functools.partial(sparse.sparse_apply, model))
+    calls = {
+        "dense": lambda: dense_apply(variables, images),
+        "sparse": lambda: sparse_apply(chosen, images),
+        "gather": lambda: sparse_apply(forced, images),
+        "rest": lambda: sparse_apply(rest, images),
+    }
     compile_seconds = {}
-    for name, call in (
-        ("dense", lambda: dense_apply(variables, images)),
-        ("gather", lambda: sparse_apply(forced, images)),
-    ):
+    for name in ("dense", "sparse"):
         start = time.perf_counter()
-        jax.block_until_ready(call())
+        jax.block_until_ready(calls[name]())
         compile_seconds[name] = time.perf_counter() - start
-    seconds = interleaved_seconds(
-        {
-            "dense": lambda: dense_apply(variables, images),
-            "sparse": lambda: sparse_apply(chosen, images),
-            "gather": lambda: sparse_apply(forced, images),
-            "rest": lambda: sparse_apply(rest, images),
-        },
-        repeats,
-    )
-    layers = sparse.describe(chosen, variables)
+    seconds = interleaved_seconds(calls, repeats)
+    layer = sparse.describe(chosen, variables)[FIRST_LAYER]
     return {
-        "alpha": alpha,
-        "density": density,
         "batch_size": batch_size,
-        "first_layer": layers[FIRST_LAYER]["representation"],
-        "nonzeros": layers[FIRST_LAYER]["nonzeros"],
+        "first_layer": layer["representation"],
+        "first_layer_density": layer["density"],
+        "nonzeros": layer["nonzeros"],
         "seconds": seconds,
         "compile_seconds": compile_seconds,
         "speedup": seconds["dense"] / seconds["sparse"],
@@ -193,8 +211,24 @@ def run(
         for density in densities:
             sizes.append({"alpha": alpha, "density": density, **file_sizes(alpha, density)})
             for batch in batch_sizes:
-                timings.append(time_inference(alpha, density, batch, repeats or (200 if batch <= 16 else 20)))
+                timings.append(time_inference(alpha, density, batch, repeats or _repeats(batch)))
     return {"timings": timings, "sizes": sizes}
+
+
+def export_markdown(rows: list[dict[str, Any]]) -> str:
+    """`time_export`'s rows as a Markdown table."""
+    lines = [
+        "| export | layer-1 density | batch | layer 1 as | dense ms | sparse ms | speed-up | layer 1 empty ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        s = row["seconds"]
+        lines.append(
+            f"| {row['export']} | {100 * row['first_layer_density']:.2f} % | {row['batch_size']} "
+            f"| {row['first_layer']} | {1e3 * s['dense']:.3f} | {1e3 * s['sparse']:.3f} | {row['speedup']:.1f}× "
+            f"| {1e3 * s['rest']:.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def markdown(report: dict[str, list[dict[str, Any]]]) -> str:

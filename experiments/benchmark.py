@@ -6,6 +6,7 @@
     python -m experiments.benchmark --fit_table                         # largest α per 80 GB device, K=1,2,4,8
     python -m experiments.benchmark --sparse                            # sparse vs dense S-FC inference, file sizes
     python -m experiments.benchmark --sparse --crossover --densities=0.003,0.01,0.03,0.1,0.3 --batch_sizes=1,16,64,512
+    python -m experiments.benchmark --sparse --runs=runs/table2/X                 # a trained model's export
 
 The report also holds XLA's cost analysis of the compiled epoch per step (FLOPs, bytes accessed)
 beside the analytic minimum, and their ratios: the traffic overhead, measurable on any backend.
@@ -16,7 +17,8 @@ sharding rule; see `blasso_jax.benchmark.training_bytes_per_device`).
 
 `--sparse` trains nothing either: it times sparse against dense inference of S-FC with a random
 first-layer mask at each of `--densities`, for `--alphas` and `--batch_sizes`, and compares the sparse
-export's size with a dense `.npz` and an orbax checkpoint (`blasso_jax.sparse_benchmark`).
+export's size with a dense `.npz` and an orbax checkpoint (`blasso_jax.sparse_benchmark`); with
+`--runs`, it times the models the runs exported (`<run>/sparse_params.npz`) instead.
 
 Model, α, method, precision and batch size come from the training flags (`--config` preset and
 overrides; the `benchmark_cpu` preset by default on a CPU). On a CPU the number of examples
@@ -26,6 +28,7 @@ defaults to a small value too.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 from absl import app, flags
@@ -83,6 +86,18 @@ def fit_table() -> str:
 def sparse_table() -> None:
     """Prints (and with --out writes as JSON) the sparse inference and file-size benchmark, or with --crossover
     the first layer's gather-vs-dense ratios."""
+    if FLAGS.runs:
+        rows = [
+            row
+            for run in FLAGS.runs
+            for row in sparse_benchmark.time_export(
+                Path(run) / "sparse_params.npz", [int(b) for b in FLAGS.batch_sizes]
+            )
+        ]
+        print(sparse_benchmark.export_markdown(rows))
+        if FLAGS.out:
+            files.atomic_write_json(FLAGS.out, rows)
+        return
     if FLAGS.crossover:
         rows = sparse_benchmark.layer_crossover(
             [int(a) for a in FLAGS.alphas], [_density(d) for d in FLAGS.densities], [int(b) for b in FLAGS.batch_sizes]

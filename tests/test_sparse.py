@@ -347,3 +347,17 @@ def test_a_density_outside_zero_one_fails_naming_it(density):
         sparse.sparsify({"params": {}}, dense_above=density)
     with pytest.raises(ValueError, match=f"^density must be a density in \\(0, 1\\].*, got {density}"):
         sparse_benchmark.run(densities=[0.01, density])
+
+
+def test_sparse_benchmark_reports_every_row(tmp_path):
+    report = sparse_benchmark.run(alphas=[1], densities=[0.01], batch_sizes=[2], repeats=1)
+    (timing,) = report["timings"]
+    assert timing["first_layer"] == "gather" and set(timing["seconds"]) == {"dense", "sparse", "gather", "rest"}
+    (sizes,) = report["sizes"]
+    # 1 % of layer 1 as (gap, value) pairs against all of it: the export must be far smaller than the arrays.
+    assert sizes["sparse_export"] < 0.2 * sizes["dense_npz"]
+    assert "| 1 | 1 % | 2 | gather |" in sparse_benchmark.markdown(report)
+    _, variables = pruned_variables("s-fc")
+    path, _ = reference_of(tmp_path, "s-fc", variables)
+    (row,) = sparse_benchmark.time_export(path, [3], repeats=1)
+    assert row["batch_size"] == 3 and row["first_layer"] == "gather" and row["nonzeros"] > 0
