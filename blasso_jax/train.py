@@ -318,8 +318,7 @@ def _summarise(run: _Run, wall_seconds: float) -> dict[str, Any]:
     workdir, final, best = run.workdir, run.history[-1], run.best_record
     params, batch_stats = parallel.fetch((run.state.params, run.state.batch_stats))
     if parallel.is_writer():
-        info = export.model_info(run.config, run.dataset)
-        export.save(workdir / "sparse_params.npz", params, batch_stats, info=info)
+        export.save(workdir / "sparse_params.npz", params, batch_stats, info=export.model_info(run.config, run.dataset))
     parallel.sync("sparse params written")
     selected = best or final  # model selection by validation accuracy, as the paper; else the final epoch
     results = {

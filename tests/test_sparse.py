@@ -49,9 +49,8 @@ def gamma(n):
 
 
 def pruned_variables(name, seed=0, keep=0.1):
-    """Variables of `name` (α=1, 16×16×3): kernels Gaussian with ~90 % of their entries zeroed, unit 0 of
-    every dense kernel with no non-zero at all, random BatchNorm affine parameters, and running statistics
-    of a real batch. Built from shapes with numpy (flax's jitted init compiles for seconds)."""
+    """Variables of `name` (α=1, 16×16×3), drawn with numpy: ~90 % of kernel entries zero, unit 0 of every dense
+    kernel all zero, random BatchNorm affine parameters and running statistics of a real batch."""
     model = create_model(name, alpha=1, image_shape=SHAPE)
     rng = np.random.default_rng(seed)
     images = jnp.asarray(rng.standard_normal((64, *SHAPE)), jnp.float32)
@@ -126,12 +125,10 @@ def test_sparse_logits_equal_dense_ones_on_every_model(name, tmp_path):
     dense = jax.jit(lambda v, x: model.apply(v, x, train=False))
     apply = jax.jit(functools.partial(sparse.sparse_apply, model))
     every_layer = sparse.sparsify(variables, dense_above=1.0)
-    dense_layers = [k for k, v in jax.tree_util.tree_flatten_with_path(variables["params"])[0] if v.ndim == 2]
-    assert len(every_layer.kernels) == len(dense_layers) > 0
+    assert len(every_layer.kernels) == sum(v.ndim == 2 for v in jax.tree.leaves(variables["params"])) > 0
     assert not sparse.sparsify(variables, dense_above=0.05).kernels  # ~10 % dense: all stay dense
     reference = reference_of(tmp_path, name, variables)[1] if name in STACK_MODELS else None
-    # Batch 40 is a chunk of 32 and a zero-padded one; S-FC also runs batch 3, one unpadded chunk, and batch 1,
-    # the loop-free path.
+    # Batch 40: a chunk of 32 and a zero-padded one. S-FC also runs 3 (one unpadded chunk) and 1 (loop-free).
     for batch in (1, 3, 40) if name == "s-fc" else (40,):
         x = np.random.default_rng(batch).standard_normal((batch, *SHAPE)).astype(np.float32)
         got, want = np.asarray(apply(every_layer, x), np.float64), np.asarray(dense(variables, x), np.float64)
@@ -178,19 +175,18 @@ def assert_classifier_within_bound(model, variables, sparse_model, x):
 
         return jax.jit(run)
 
-    got, f_sparse = with_classifier_input(functools.partial(sparse.sparse_apply, model))(sparse_model, x)
-    want, f_dense = with_classifier_input(lambda v, x: model.apply(v, x, train=False))(variables, x)
-    w = np.asarray(variables["params"]["classifier"]["kernel"], np.float64)
-    b = np.asarray(variables["params"]["classifier"]["bias"], np.float64)
+    sparse_apply = functools.partial(sparse.sparse_apply, model)
+    dense_apply = functools.partial(model.apply, train=False)
+    got, f_sparse = (np.asarray(a, np.float64) for a in with_classifier_input(sparse_apply)(sparse_model, x))
+    want, f_dense = (np.asarray(a, np.float64) for a in with_classifier_input(dense_apply)(variables, x))
+    w, b = (np.asarray(variables["params"]["classifier"][k], np.float64) for k in ("kernel", "bias"))
     bounds = []
     for f, logits in ((f_sparse, got), (f_dense, want)):
-        f = np.asarray(f, np.float64)
         exact, magnitude = f @ w + b, np.abs(f) @ np.abs(w)
         bound = gamma(w.shape[0]) * magnitude + U * (np.abs(exact) + gamma(w.shape[0]) * magnitude)
-        assert np.all(np.abs(np.asarray(logits, np.float64) - exact) <= bound)
+        assert np.all(np.abs(logits - exact) <= bound)
         bounds.append(bound)
-    shift = np.abs(np.asarray(f_sparse, np.float64) - np.asarray(f_dense, np.float64)) @ np.abs(w)
-    assert np.all(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)) <= bounds[0] + bounds[1] + shift)
+    assert np.all(np.abs(got - want) <= bounds[0] + bounds[1] + np.abs(f_sparse - f_dense) @ np.abs(w))
 
 
 def assert_bitwise_equal(a, b):
@@ -210,8 +206,7 @@ def test_export_round_trip_is_bitwise_and_small(tmp_path):
     path = tmp_path / "export.npz"
     export.save(path, params, variables["batch_stats"], info=info)
     loaded = export.load(path)
-    assert_bitwise_equal(loaded.params, params)
-    assert_bitwise_equal(loaded.batch_stats, variables["batch_stats"])
+    assert_bitwise_equal((loaded.params, loaded.batch_stats), (params, variables["batch_stats"]))
     assert loaded.info == info
     with np.load(path) as archive:
         assert "params/layer1/kernel:gaps" in archive.files and "params/layer2/kernel" in archive.files
@@ -221,34 +216,22 @@ def test_export_round_trip_is_bitwise_and_small(tmp_path):
 
     bf16 = {"layer1": {"kernel": jnp.array([[0.0, 1.5], [-2.0, -0.0]], jnp.bfloat16)}, "norm": {"scale": jnp.ones(2)}}
     export.save(tmp_path / "bf16.npz", bf16)
-    assert_bitwise_equal(export.load(tmp_path / "bf16.npz").params, bf16)
-    assert export.load(tmp_path / "bf16.npz").info is None and export.load(tmp_path / "bf16.npz").batch_stats is None
+    loaded = export.load(tmp_path / "bf16.npz")
+    assert_bitwise_equal(loaded.params, bf16)
+    assert loaded.info is None and loaded.batch_stats is None
 
 
 def test_version_1_exports_still_load(tmp_path):
-    kernel = np.array([[0.0, 2.5], [0.0, -1.0]], np.float32)
-    meta = {
-        "format": "blasso_jax.sparse/1",
-        "trees": {"params": {"l/kernel": {"dtype": "float32", "shape": [2, 2], "sparse": True}}},
-    }
-    np.savez(
-        tmp_path / "v1.npz",
-        __meta__=np.array(json.dumps(meta)),
-        **{
-            "params/l/kernel:indices": np.array([1, 3], np.uint32),
-            "params/l/kernel:values": np.array([2.5, -1.0], np.float32),
-        },
-    )
-    assert np.array_equal(export.load(tmp_path / "v1.npz").params["l"]["kernel"], kernel)
+    spec = {"dtype": "float32", "shape": [2, 2], "sparse": True}
+    meta = np.array(json.dumps({"format": "blasso_jax.sparse/1", "trees": {"params": {"l/kernel": spec}}}))
+    arrays = {"params/l/kernel:indices": np.uint32([1, 3]), "params/l/kernel:values": np.float32([2.5, -1])}
+    np.savez(tmp_path / "v1.npz", __meta__=meta, **arrays)
+    assert np.array_equal(export.load(tmp_path / "v1.npz").params["l"]["kernel"], [[0.0, 2.5], [0.0, -1.0]])
 
 
-@pytest.mark.parametrize("name", STACK_MODELS)
-def test_numpy_reference_matches_the_jax_model(name, tmp_path):
-    _, variables = pruned_variables(name, seed=1)
-    permutation = tuple(int(i) for i in np.random.default_rng(1).permutation(256)) if name == "s-fc" else None
-    path, reference = reference_of(tmp_path, name, variables, permutation)
+def jax_logits(path, reference, images, permutation=None):
+    """The JAX model's logits of uint8 `images` from the export at `path`, the exact ones, and their bound."""
     model, exported = export.load_model(path)
-    images = np.random.default_rng(2).integers(0, 256, (5, *SHAPE), dtype=np.uint8)
     info = exported.info
     fed = images if permutation is None else permute_pixels(images, np.asarray(permutation))
     apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
@@ -257,22 +240,29 @@ def test_numpy_reference_matches_the_jax_model(name, tmp_path):
     # blasso_jax normalises in float32: /255, -mean, /std, and mean and std rounded to float32 err by at most
     # 4u|x| + 2u|mean/std| to first order; 5u(|x| + |mean/std|) covers it.
     exact, bound = error_bound(reference, x, 5 * U * (np.abs(x) + np.abs(np.asarray(info.mean) / np.asarray(info.std))))
-    assert np.all(np.abs(nf.forward(reference, images) - exact) <= 1e-9 * (1 + np.abs(exact)))  # float64: ~1e-15
+    return logits, exact, bound
+
+
+@pytest.mark.parametrize("name", STACK_MODELS)
+def test_numpy_reference_matches_the_jax_model(name, tmp_path):
+    _, variables = pruned_variables(name, seed=1)
+    permutation = tuple(int(i) for i in np.random.default_rng(1).permutation(256)) if name == "s-fc" else None
+    path, reference = reference_of(tmp_path, name, variables, permutation)
+    images = np.random.default_rng(2).integers(0, 256, (5, *SHAPE), dtype=np.uint8)
+    logits, exact, bound = jax_logits(path, reference, images, permutation)
     assert np.all(np.abs(logits - exact) <= bound)
+    # numpy's float64 forward errs by the same bound in float64, 2⁻²⁹ of it in float32 terms.
+    assert np.all(np.abs(nf.forward(reference, images) - logits) <= bound * (1 + 2.0**-29))
 
 
 def labelled_images(tmp_path, count=20):
     """An S-FC export, uint8 images, and labels that the JAX model gets right for exactly half of them."""
     _, variables = pruned_variables("s-fc", seed=3)
     path, reference = reference_of(tmp_path, "s-fc", variables)
-    model, exported = export.load_model(path)
     images = np.random.default_rng(4).integers(0, 256, (count, *SHAPE), dtype=np.uint8)
-    info = exported.info
-    logits = np.asarray(model.apply(exported.variables, augment.normalize(images, info.mean, info.std), train=False))
-    x = nf.normalise(reference, images)
-    exact, bound = error_bound(reference, x, 5 * U * (np.abs(x) + np.abs(np.asarray(info.mean) / np.asarray(info.std))))
+    logits, exact, bound = jax_logits(path, reference, images)
     top2 = np.sort(exact, axis=1)[:, -2:]
-    assert np.all(top2[:, 1] - top2[:, 0] > 2 * bound.max(axis=1))  # no near tie: both programs agree on argmax
+    assert np.all(top2[:, 1] - top2[:, 0] > 2 * bound.max(axis=1))  # no near tie: numpy and JAX agree on argmax
     predicted = logits.argmax(1)
     labels = np.where(np.arange(count) % 2 == 0, predicted, (predicted + 1) % 10)
     return path, images, labels
@@ -303,13 +293,10 @@ def test_bad_files_fail_with_one_line_naming_the_file(tmp_path, capsys):
     _, variables = pruned_variables("s-fc")
     good = tmp_path / "good.npz"
     export.save(good, variables["params"], variables["batch_stats"], info=info_for("s-fc"))
-    truncated = tmp_path / "truncated.npz"
+    truncated, foreign, text, npy = (tmp_path / n for n in ("truncated.npz", "foreign.npz", "notes.txt", "array.npy"))
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    foreign = tmp_path / "foreign.npz"
     np.savez(foreign, weights=np.ones(3))
-    text = tmp_path / "notes.txt"
     text.write_text("not an export")
-    npy = tmp_path / "array.npy"
     np.save(npy, np.ones(3))
     for bad in (truncated, foreign, text, npy, tmp_path / "missing.npz"):
         for reader in (export.load, nf.read_export):
@@ -318,17 +305,19 @@ def test_bad_files_fail_with_one_line_naming_the_file(tmp_path, capsys):
             assert "\n" not in str(caught.value)
         assert nf.main([str(bad), str(tmp_path)]) == 1
         assert capsys.readouterr().err.count("\n") == 1
+    assert nf.main([str(good), str(truncated)]) == 1 and "truncated.npz" in capsys.readouterr().err  # as dataset
 
-    weights_only = tmp_path / "weights_only.npz"
-    export.save(weights_only, variables["params"], variables["batch_stats"])
-    with pytest.raises(ValueError, match="weights_only.npz"):
-        nf.read_export(weights_only)
-    with pytest.raises(ValueError, match="weights_only.npz"):
-        export.load_model(weights_only)
-    resnet = tmp_path / "resnet.npz"
-    export.save(resnet, {"classifier": {"kernel": np.eye(2, dtype=np.float32)}}, info=info_for("resnet18"))
-    with pytest.raises(ValueError, match="resnet.npz.*resnet18"):
-        nf.read_export(resnet)
+    export.save(tmp_path / "weights_only.npz", variables["params"], variables["batch_stats"])
+    export.save(
+        tmp_path / "resnet.npz", {"classifier": {"kernel": np.eye(2, dtype=np.float32)}}, info=info_for("resnet18")
+    )
+    for reader, name, message in (
+        (nf.read_export, "weights_only.npz", "weights_only.npz .*no model description"),
+        (export.load_model, "weights_only.npz", "weights_only.npz .*no model description"),
+        (nf.read_export, "resnet.npz", "resnet.npz .*resnet18"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            reader(tmp_path / name)
 
 
 def test_exporting_a_model_without_zeros_warns_and_still_exports(tmp_path):
@@ -336,8 +325,7 @@ def test_exporting_a_model_without_zeros_warns_and_still_exports(tmp_path):
     with pytest.warns(UserWarning, match="dense.npz: no kernel entry is zero"):
         export.save(tmp_path / "dense.npz", params)
     assert_bitwise_equal(export.load(tmp_path / "dense.npz").params, params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(action="error"):
         export.save(tmp_path / "sparse.npz", {"layer1": {"kernel": np.eye(2, dtype=np.float32)}})
 
 
@@ -354,8 +342,7 @@ def test_sparse_benchmark_reports_every_row(tmp_path):
     (timing,) = report["timings"]
     assert timing["first_layer"] == "gather" and set(timing["seconds"]) == {"dense", "sparse", "gather", "rest"}
     (sizes,) = report["sizes"]
-    # 1 % of layer 1 as (gap, value) pairs against all of it: the export must be far smaller than the arrays.
-    assert sizes["sparse_export"] < 0.2 * sizes["dense_npz"]
+    assert sizes["sparse_export"] < 0.2 * sizes["dense_npz"]  # 1 % of layer 1 as (gap, value) pairs, against all
     assert "| 1 | 1 % | 2 | gather |" in sparse_benchmark.markdown(report)
     _, variables = pruned_variables("s-fc")
     path, _ = reference_of(tmp_path, "s-fc", variables)
