@@ -209,8 +209,9 @@ def main(argv=None):
     try:
         export = read_export(args.export)
         images, labels = read_test_split(args.dataset, export["model"]["class_names"])
-    except (ValueError, OSError, tarfile.TarError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as err:
+        named = str(err) if str(args.export) in str(err) or str(args.dataset) in str(err) else None
+        print(f"error: {named or f'cannot read {args.dataset}: {err}'}", file=sys.stderr)
         return 1
     images, labels = images[: args.limit], labels[: args.limit]
     shape = tuple(export["model"]["image_shape"])
