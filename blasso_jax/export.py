@@ -100,11 +100,15 @@ def model_info(config: TrainConfig, dataset: Any) -> ModelInfo:
     )
 
 
+@dataclasses.dataclass(frozen=True)
 class Export:
-    """What `load` returns: `params`, `batch_stats` (None if none were saved) and `info` (None if unknown)."""
+    """What `load` returns: numpy `params`, `batch_stats` (None if none were saved), `info` (None if the file has
+    no model description) and the file's `__meta__`."""
 
-    def __init__(self, params: PyTree, batch_stats: PyTree | None, info: ModelInfo | None, meta: dict[str, Any]):
-        self.params, self.batch_stats, self.info, self.meta = params, batch_stats, info, meta
+    params: PyTree
+    batch_stats: PyTree | None
+    info: ModelInfo | None
+    meta: dict[str, Any]
 
     @property
     def variables(self) -> dict[str, PyTree]:
@@ -220,6 +224,12 @@ def _describe(info: ModelInfo, params: PyTree) -> dict[str, Any]:
 
 def load(path: str | os.PathLike) -> Export:
     """Reads a file `save` wrote (or a version-1 export); fails with one line naming the file if it cannot.
+
+    Args:
+      path: the `.npz`.
+
+    Raises:
+      ValueError: the file is missing, truncated, not an `.npz`, or not a blasso_jax sparse export.
 
     Returns:
       An `Export`: `params` and `batch_stats` as numpy arrays, bit for bit as saved, and `info`.

@@ -91,7 +91,13 @@ class GatherKernel:
 
 
 def gather_kernel(kernel: Any) -> GatherKernel:
-    """The `GatherKernel` of a dense `[inputs, units]` kernel (numpy or a concrete jax array).
+    """The `GatherKernel` of a dense layer's kernel: each unit's non-zero inputs, ranked and grouped (see there).
+
+    Args:
+      kernel: `[inputs, units]`, numpy or a concrete jax array (not a tracer: the structure is static).
+
+    Returns:
+      A `GatherKernel`; `gather_matmul(x, it)` equals `x @ kernel` up to summation order.
 
     Examples:
       >>> k = gather_kernel(np.array([[0.0, 2.0, 0.0], [3.0, 4.0, 0.0]], np.float32))
@@ -144,9 +150,21 @@ def _groups(sorted_counts: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def gather_matmul(x: jax.Array, kernel: GatherKernel, dtype: Any = None) -> jax.Array:
-    """`x @ W` for `x` `[batch, inputs]` and W given as a `GatherKernel`; products summed in at least float32.
+    """`x @ W` with W given as a `GatherKernel`: batch 1 as one gather, larger batches as the row loop.
 
-    Returns `[batch, units]` in `dtype` (default: x's). Units without a non-zero give 0.
+    Args:
+      x: `[batch, inputs]`.
+      kernel: from `gather_kernel(W)`.
+      dtype: the compute dtype (x and the weights are cast to it, as `nn.Dense` does); products are summed in
+        at least float32. Default: x's dtype.
+
+    Returns:
+      `[batch, units]` in `dtype`; units without a non-zero give 0.
+
+    Examples:
+      >>> w = np.array([[0.0, 2.0, 0.0], [3.0, 4.0, 0.0]], np.float32)
+      >>> gather_matmul(jnp.ones((2, 2)), gather_kernel(w)).tolist()
+      [[3.0, 6.0, 0.0], [3.0, 6.0, 0.0]]
     """
     dtype = dtype or x.dtype
     accumulate = jnp.promote_types(dtype, jnp.float32)
@@ -220,7 +238,12 @@ class SparseModel:
 
 
 def gather_below(batch_size: int) -> float:
-    """The density under which a gather layer beats the dense matmul at `batch_size` (measured; see above)."""
+    """The density under which a gather layer beats the dense matmul at `batch_size` (measured: `_GATHER_BELOW`).
+
+    Examples:
+      >>> gather_below(1), gather_below(8), gather_below(512)
+      (0.05, 0.1, 0.05)
+    """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     return next(density for batch, density in _GATHER_BELOW if batch_size <= batch)
@@ -306,29 +329,10 @@ def _gather_layers(kernels: Mapping[str, GatherKernel]):
     return intercept
 
 
-def describe(sparse: SparseModel, variables: PyTree) -> dict[str, dict[str, Any]]:
-    """Per dense-or-gather weight layer: its representation, density, non-zeros and largest unit count."""
-    flat = traverse_util.flatten_dict(dict(variables["params"]), sep="/")
-    layers = {}
-    for key, kernel in flat.items():
-        layer, leaf = key.rpartition("/")[::2]
-        if leaf != "kernel":
-            continue
-        nonzeros = int(np.count_nonzero(kernel))
-        layers[layer] = {
-            "representation": "gather" if layer in sparse.kernels else "dense",
-            "density": nonzeros / kernel.size,
-            "nonzeros": nonzeros,
-            "max_count": int(np.count_nonzero(kernel, axis=0).max()) if kernel.ndim == 2 else None,
-        }
-    return layers
-
-
 __all__ = [
     "GatherKernel",
     "SparseModel",
     "check_density",
-    "describe",
     "gather_below",
     "gather_kernel",
     "gather_matmul",

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from blasso_jax import export, sparse
 from blasso_jax.counting import FIRST_LAYER
@@ -107,7 +108,7 @@ def time_model(model: Any, variables: Any, image_shape: Sequence[int], batch_siz
         jax.block_until_ready(calls[name]())
         compile_seconds[name] = time.perf_counter() - start
     seconds = interleaved_seconds(calls, repeats)
-    layer = sparse.describe(chosen, variables)[FIRST_LAYER]
+    layer = _layers(chosen, variables)[FIRST_LAYER]
     return {
         "batch_size": batch_size,
         "first_layer": layer["representation"],
@@ -118,6 +119,24 @@ def time_model(model: Any, variables: Any, image_shape: Sequence[int], batch_siz
         "speedup": seconds["dense"] / seconds["sparse"],
         "gather_speedup": seconds["dense"] / seconds["gather"],
     }
+
+
+def _layers(sparse_model: sparse.SparseModel, variables: Any) -> dict[str, dict[str, Any]]:
+    """Per dense-or-gather weight layer: its representation, density, non-zeros and largest unit count."""
+    flat = traverse_util.flatten_dict(dict(variables["params"]), sep="/")
+    layers = {}
+    for key, kernel in flat.items():
+        layer, leaf = key.rpartition("/")[::2]
+        if leaf != "kernel":
+            continue
+        nonzeros = int(np.count_nonzero(kernel))
+        layers[layer] = {
+            "representation": "gather" if layer in sparse_model.kernels else "dense",
+            "density": nonzeros / kernel.size,
+            "nonzeros": nonzeros,
+            "max_count": int(np.count_nonzero(kernel, axis=0).max()) if kernel.ndim == 2 else None,
+        }
+    return layers
 
 
 def layer_crossover(
