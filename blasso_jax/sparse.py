@@ -12,8 +12,9 @@ docs/performance.md has the commands and tables). S-FC's first layer (3072 × 25
 masks) was timed against `x @ W` in six forms: a per-unit gather padded to the largest count,
 `x[:, idx] * w` summed (plain, as einsum, or as rows of `x.T`), BCOO (`jax.experimental.sparse`, whose CPU
 matmul lowers to gathers and a scatter-add), `segment_sum` over the non-zeros, and a loop gathering one
-whole row of `x.T` per non-zero. XLA's CPU gather costs a few ns per element unless each index moves a
-contiguous row, so at batch 512 and 0.3 % the padded gathers and BCOO ran 1-5× *slower* than dense, and
+whole row of `x.T` per non-zero (one-off scripts, numbers in docs/performance.md). XLA's CPU gather and
+scatter cost a few ns per element unless an index moves a contiguous row: at batch 512 and 0.3 % BCOO was
+1.3-2.1× faster than dense but 6-26× slower at 1-3 %, and the padded gathers were 1-3× slower than dense;
 padding to the largest count doubles the work (random counts peak at twice their mean, β-LASSO's at 3.7×).
 What wins is the row loop over units ranked by count (`GatherKernel`): step k gathers the k-th input row
 of every unit that has one and adds it, scaled, into that unit's output row, over chunks of `_CHUNK`
