@@ -7,7 +7,6 @@ PNG and PDF atomically.
 
 from __future__ import annotations
 
-import functools
 import io as _bytes_io
 import math
 import os
@@ -15,13 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax import files
-from blasso_jax.counting import kernel_sizes
-from blasso_jax.models import create_model
+from blasso_jax import files, models
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -50,14 +45,6 @@ def save_figure(fig: Figure, path_without_suffix: str | os.PathLike, *, dpi: int
     return paths
 
 
-def layer_weights(name: str, alpha: int, num_classes: int, image_shape: Sequence[int]) -> dict[str, int]:
-    """Kernel entries per layer of model `name`, from `jax.eval_shape` of its init: nothing is allocated."""
-    model = create_model(name, alpha, num_classes, tuple(image_shape))
-    init = functools.partial(model.init, train=False)
-    shapes = jax.eval_shape(init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
-    return kernel_sizes(shapes["params"])
-
-
 def reference_counts(
     alpha: int, image_shape: Sequence[int], num_classes: int | Sequence[int]
 ) -> dict[str, dict[str, int]]:
@@ -73,7 +60,7 @@ def reference_counts(
     for label, name in REFERENCE_MODELS.items():
         per_classes = {}
         for classes in class_counts:
-            per_classes[classes] = layer_weights(name, alpha, classes, image_shape)
+            per_classes[classes] = models.layer_weights(name, alpha, classes, image_shape)
         first = per_classes[class_counts[0]]
         counts[label] = {layer: n for layer, n in first.items() if all(c[layer] == n for c in per_classes.values())}
         if len(class_counts) > 1:
@@ -290,7 +277,7 @@ BYTES_PER_WEIGHT = 2
 def plot_sizes(by_alpha: dict[str, dict[int, int]], by_image_side: dict[str, dict[int, int]]) -> Figure:
     """Figure 1 (right): weights against α and against the image side, one line per model, log-log.
 
-    `by_alpha[model][α]` and `by_image_side[model][side]` are weight counts (e.g. from `layer_weights`);
+    `by_alpha[model][α]` and `by_image_side[model][side]` are weight counts (e.g. from `models.layer_weights`);
     a dashed line marks what a 16 GiB device holds in 16-bit.
     """
     fig = _new_figure(figsize=(9, 3.8))

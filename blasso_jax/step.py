@@ -43,14 +43,10 @@ class EpochTotals(NamedTuple):
     skipped_steps: jax.Array
 
 
-def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
-    """Cosine decay from `config.learning_rate` to 0, stepped per batch over the whole run."""
-    return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
-
-
 def make_optimizer(config: TrainConfig, params: Any, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The optimizer of `config.method` (see `blasso_jax.methods`) with the per-step cosine schedule."""
-    return methods.get(config.method).make_optimizer(config, params, learning_rate_schedule(config, steps_per_epoch))
+    """The optimizer of `config.method` (see `blasso_jax.methods`) with the method's learning-rate schedule."""
+    method = methods.get(config.method)
+    return method.make_optimizer(config, params, method.schedule(config, steps_per_epoch))
 
 
 def create_train_state(
