@@ -39,7 +39,7 @@ train_flags.define_once(flags.DEFINE_integer, "num_classes", 10, "classes")
 train_flags.define_once(flags.DEFINE_integer, "timed_epochs", 5, "timed epochs, after one warm-up epoch")
 train_flags.define_once(flags.DEFINE_bool, "fit_table", False, "print the largest S-FC/D-FC α per device at K=1,2,4,8")
 train_flags.define_once(flags.DEFINE_float, "device_gb", 80.0, "device memory of --fit_table, in GB (1e9 bytes)")
-train_flags.define_shared_flags()
+train_flags.define_shared_flags("out")
 FLAGS = flags.FLAGS
 
 
