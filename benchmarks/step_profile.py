@@ -18,16 +18,19 @@ are the host's dispatch.
 """
 
 import argparse
+import atexit
 import collections
 import glob
 import gzip
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 
-DUMP = tempfile.mkdtemp(prefix="step_profile_")
+DUMP = tempfile.mkdtemp(prefix="step_profile_")  # the HLO dump and the trace, removed at exit
+atexit.register(shutil.rmtree, DUMP, ignore_errors=True)
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={DUMP} --xla_dump_hlo_as_text".strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
