@@ -76,19 +76,27 @@ def augment_batch(key: jax.Array, images: jax.Array, policy: str, padding: int =
         policy = then
     if policy == "none":
         return images
-    batch, height, width, channels = images.shape
+    batch, height, width, _ = images.shape
     crop_key, flip_key = rng.child(key, "crop"), rng.child(key, "flip")
-    padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     offsets = jax.random.randint(crop_key, (batch, 2), 0, 2 * padding + 1)
-
-    def crop(image: jax.Array, offset: jax.Array) -> jax.Array:
-        return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
-
-    crops = jax.vmap(crop)(padded, offsets)
-    if policy == "crop":
-        return crops
-    flip = jax.random.bernoulli(flip_key, shape=(batch, 1, 1, 1))
-    return jnp.where(flip, crops[:, :, ::-1], crops)
+    columns = jnp.arange(width)
+    if policy == "crop_flip":
+        flip = jax.random.bernoulli(flip_key, shape=(batch, 1, 1, 1))
+        columns = jnp.where(flip[:, 0, 0], width - 1 - columns, columns)
+    # Output pixel (i, j) is image pixel (i + dy - padding, j' + dx - padding), j' = j or, mirrored,
+    # width - 1 - j, and zero where that lies in the padding: one gather from the images. Padding, slicing
+    # each crop and selecting it or its mirror gave the same pixels, but XLA fused them into one loop that
+    # evaluated both crops and the random draws for every pixel (a third of a 512-image step's time
+    # beside α=8 S-FC's non-matmul work on CPU; docs/performance.md).
+    rows = offsets[:, :1] + jnp.arange(height) - padding
+    columns = columns + offsets[:, 1:] - padding
+    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((columns >= 0) & (columns < width))[:, None, :]
+    picked = images[
+        jnp.arange(batch)[:, None, None],
+        jnp.clip(rows, 0, height - 1)[:, :, None],
+        jnp.clip(columns, 0, width - 1)[:, None, :],
+    ]
+    return jnp.where(inside[..., None], picked, jnp.zeros((), images.dtype))
 
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float], dtype: Any = jnp.float32) -> jax.Array:

@@ -5,8 +5,9 @@
     python -m experiments.benchmark --alpha=2 --examples=2048           # a CPU smoke run
     python -m experiments.benchmark --fit_table                         # largest α per 80 GB device, K=1,2,4,8
 
-The report also holds XLA's cost analysis of the compiled epoch per step (FLOPs, bytes accessed)
-beside the analytic minimum, and their ratios: the traffic overhead, measurable on any backend.
+TFLOP/s counts the matmuls a step must do (`benchmark.analytic_step_cost`), `xla_tflops` the same
+epoch by XLA's count. The report also holds XLA's cost analysis of the compiled epoch per step (FLOPs,
+bytes accessed) beside the analytic minimum, and their ratios: the traffic overhead, measurable on any backend.
 `--model_parallel=K` benchmarks the model-sharded layout. `--fit_table` trains nothing: it prints
 the largest S-FC and D-FC α whose train state, gradients, compute copy, activations and training
 set fit one device of `--device_gb` with kernels split K ways (`jax.eval_shape` and the real
