@@ -22,6 +22,7 @@ from flax import traverse_util
 
 from blasso_jax import files
 from blasso_jax.counting import kernel_sizes, nonzero_counts
+from blasso_jax.locality import Geometry, unit_locality
 
 PyTree = Any
 
@@ -39,7 +40,9 @@ def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return tuple(int(d) for d in image_shape)
 
 
-def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, window: int = 9) -> dict[str, Any]:
+def locality(
+    kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, window: int = 9, key: jax.Array | None = None
+) -> dict[str, Any]:
     """How local each unit of a dense first layer is, from its |w| summed over input channels as an H×W map.
 
     Every number is a property of one unit's own map, so permuting the hidden units (which leaves an
@@ -51,6 +54,8 @@ def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, wind
       mass: the share of |w| the radius must hold.
       window: side of the square window, 9 by default: the receptive field of an S-LOCAL unit (at
         most the image's shorter side; a larger one is clamped to it, and `summary['window']` says so).
+      key: the PRNG key of the per-unit permutation null (`blasso_jax.locality`); None: `key(0)`, so
+        the same weights always get the same numbers.
 
     Returns:
       A dict of per-unit arrays and a `summary`. `centroid` (row, col) is the |w|-weighted mean
@@ -61,6 +66,12 @@ def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, wind
       weights with their spatial arrangement destroyed, the chance level of sparse filters. All-zero
       units get NaN and are left out of `summary`, which also gives the medians of dense Gaussian
       random filters of the same shape (`*_chance`).
+
+      The per-unit measure against each unit's own sparsity-matched null (`blasso_jax.locality.unit_locality`
+      on the image geometry) adds `window_share_null` (the mean share over 5 permutations of the unit's own
+      pixels), `ratio` (share / null), `ipr` and `nonzero_sites` per unit, and to `summary` `ratio_median`,
+      `ratio_ge2_fraction`, `ipr_median`, `window_share_null_median` and `ratio_units` (the units with at
+      least 5 non-zero pixels, over which those are taken).
     """
     height, width, channels = _check_image_shape(image_shape)
     kernel = jnp.asarray(kernel)  # stays on device when it is a device array
@@ -75,6 +86,9 @@ def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, wind
         raise ValueError(f"window must be >= 1, got {window}")
     window = min(window, height, width)
     per_unit = _locality_per_unit(kernel, (height, width, channels), float(mass), window)
+    null = unit_locality(
+        kernel, Geometry.image((height, width, channels), window), jax.random.key(_SHUFFLE_SEED) if key is None else key
+    )
     counted = ~np.isnan(per_unit["radius"])
     chance = _dense_random_chance((height, width, channels), float(mass), window)
 
@@ -93,8 +107,36 @@ def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, wind
         "window_share_median": median(per_unit["window_share"]),
         "window_share_shuffled": median(per_unit["window_share_shuffled"]),
         "window_share_chance": chance["window_share"],
+        "ratio_units": null["summary"]["units"],
+        "ratio_median": null["summary"]["ratio_median"],
+        "ratio_ge2_fraction": null["summary"]["ratio_ge2_fraction"],
+        "window_share_null_median": null["summary"]["null_median"],
+        "ipr_median": null["summary"]["ipr_median"],
     }
-    return {**per_unit, "summary": summary}
+    unit_arrays = {"window_share_null": null["null"], "ratio": null["ratio"], "ipr": null["ipr"]}
+    return {**per_unit, **unit_arrays, "nonzero_sites": null["nonzeros"], "summary": summary}
+
+
+def first_layer_locality(
+    kernel: Any, image_shape: Sequence[int], geometry: Geometry | None = None, key: jax.Array | None = None
+) -> dict[str, Any]:
+    """The locality summary the trainer records: `locality`'s on images (geometry None or an image), else the
+    per-unit measure of `blasso_jax.locality` on the ring or torus, with the geometry's kind and window.
+
+    Args:
+      kernel: `[inputs, units]` of a dense first layer.
+      image_shape: `(H, W, C)` of the inputs.
+      geometry: where the inputs sit (`Dataset.geometry`); None for images.
+      key: the PRNG key of the permutation null; None: `key(0)`.
+
+    Returns:
+      The summary dict (JSON-ready but for NaN, which the trainer turns into None).
+    """
+    if geometry is None or geometry.kind == "image":
+        window = 9 if geometry is None else geometry.window
+        return locality(kernel, image_shape, window=window, key=key)["summary"]
+    key = jax.random.key(_SHUFFLE_SEED) if key is None else key
+    return {"geometry": geometry.kind, "window": geometry.window, **unit_locality(kernel, geometry, key)["summary"]}
 
 
 def _locality_per_unit(kernel: jax.Array, image_shape: tuple[int, int, int], mass: float, window: int) -> dict:
