@@ -104,6 +104,8 @@ def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Datas
         "class_names": list(dataset.class_names),
         "augment": policy,
     }
+    if dataset.geometry is not None:
+        description["geometry"] = dataset.geometry.to_dict()
     files.atomic_write_json(workdir / "dataset.json", description)
 
 
@@ -268,7 +270,7 @@ def _epoch_record(run: _Run, epoch: int, totals: EpochTotals, nonzero: dict, acc
     }
     locality_due = config.locality_every and (epoch % config.locality_every == 0 or epoch == config.epochs)
     if run.state.params[FIRST_LAYER]["kernel"].ndim == 2 and locality_due:
-        record["locality"] = _locality_summary(run.state, run.dataset.image_shape)
+        record["locality"] = _locality_summary(run.state, run.dataset, config.seed)
     return record
 
 
@@ -373,7 +375,9 @@ def best_by_validation(results: list[dict[str, Any]]) -> dict[str, Any]:
     return max(results, key=lambda r: r["val_accuracy"]["best"])
 
 
-def _locality_summary(state: TrainState, image_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Locality of a dense first layer's units (see `analysis.locality`), summarised."""
-    summary = analysis.locality(state.params[FIRST_LAYER]["kernel"], image_shape)["summary"]
+def _locality_summary(state: TrainState, dataset: data_lib.Dataset, seed: int) -> dict[str, Any]:
+    """Locality of a dense first layer's units on the dataset's geometry (`analysis.first_layer_locality`)."""
+    key = rng.child(jax.random.key(seed), "locality")
+    kernel = state.params[FIRST_LAYER]["kernel"]
+    summary = analysis.first_layer_locality(kernel, dataset.image_shape, dataset.geometry, key)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
