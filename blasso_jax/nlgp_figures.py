@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # The per-unit locality numbers of `blasso_jax.locality.summarize`, with their axis labels.
 CURVE_METRICS = {
-    "ratio_median": "median window share / its permutation null",
+    "ratio_median": "median ratio (share / permutation null)",
     "ratio_ge2_fraction": "fraction of units with ratio ≥ 2",
     "ipr_median": "median IPR (sparsity, not locality)",
 }
