@@ -40,6 +40,21 @@ def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return tuple(int(d) for d in image_shape)
 
 
+def _check_locality_arguments(kernel: jax.Array, image_shape: Sequence[int], mass: float, window: int) -> tuple:
+    """(H, W, C), after checking the kernel's shape against them, `mass` and `window`."""
+    height, width, channels = _check_image_shape(image_shape)
+    if kernel.ndim != 2 or kernel.shape[0] != height * width * channels:
+        raise ValueError(
+            f"kernel shape {kernel.shape} is not [H*W*C, units] = [{height * width * channels}, units] "
+            f"for image_shape {(height, width, channels)}"
+        )
+    if not 0 < mass <= 1:
+        raise ValueError(f"mass must be in (0, 1], got {mass}")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    return height, width, channels
+
+
 def locality(
     kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, window: int = 9, key: jax.Array | None = None
 ) -> dict[str, Any]:
@@ -54,8 +69,7 @@ def locality(
       mass: the share of |w| the radius must hold.
       window: side of the square window, 9 by default: the receptive field of an S-LOCAL unit (at
         most the image's shorter side; a larger one is clamped to it, and `summary['window']` says so).
-      key: the PRNG key of the per-unit permutation null (`blasso_jax.locality`); None: `key(0)`, so
-        the same weights always get the same numbers.
+      key: the PRNG key of the per-unit permutation null (`blasso_jax.locality`); None: `key(0)`.
 
     Returns:
       A dict of per-unit arrays and a `summary`. `centroid` (row, col) is the |w|-weighted mean
@@ -66,29 +80,14 @@ def locality(
       weights with their spatial arrangement destroyed, the chance level of sparse filters. All-zero
       units get NaN and are left out of `summary`, which also gives the medians of dense Gaussian
       random filters of the same shape (`*_chance`).
-
-      The per-unit measure against each unit's own sparsity-matched null (`blasso_jax.locality.unit_locality`
-      on the image geometry) adds `window_share_null` (the mean share over 5 permutations of the unit's own
-      pixels), `ratio` (share / null), `ipr` and `nonzero_sites` per unit, and to `summary` `ratio_median`,
-      `ratio_ge2_fraction`, `ipr_median`, `window_share_null_median` and `ratio_units` (the units with at
-      least 5 non-zero pixels, over which those are taken).
+      Each unit against its own permutation null (`blasso_jax.locality.unit_locality`) adds `window_share_null`,
+      `ratio`, `ipr` and `nonzero_sites` per unit, and `ratio_median`, `ratio_ge2_fraction`, `ipr_median`,
+      `window_share_null_median` and `ratio_units` (units with >= 5 non-zero pixels) to `summary`.
     """
-    height, width, channels = _check_image_shape(image_shape)
     kernel = jnp.asarray(kernel)  # stays on device when it is a device array
-    if kernel.ndim != 2 or kernel.shape[0] != height * width * channels:
-        raise ValueError(
-            f"kernel shape {kernel.shape} is not [H*W*C, units] = [{height * width * channels}, units] "
-            f"for image_shape {(height, width, channels)}"
-        )
-    if not 0 < mass <= 1:
-        raise ValueError(f"mass must be in (0, 1], got {mass}")
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
+    height, width, channels = _check_locality_arguments(kernel, image_shape, mass, window)
     window = min(window, height, width)
     per_unit = _locality_per_unit(kernel, (height, width, channels), float(mass), window)
-    null = unit_locality(
-        kernel, Geometry.image((height, width, channels), window), jax.random.key(_SHUFFLE_SEED) if key is None else key
-    )
     counted = ~np.isnan(per_unit["radius"])
     chance = _dense_random_chance((height, width, channels), float(mass), window)
 
@@ -107,6 +106,17 @@ def locality(
         "window_share_median": median(per_unit["window_share"]),
         "window_share_shuffled": median(per_unit["window_share_shuffled"]),
         "window_share_chance": chance["window_share"],
+    }
+    return _with_permutation_null({**per_unit, "summary": summary}, kernel, (height, width, channels), window, key)
+
+
+def _with_permutation_null(result: dict, kernel, image_shape: tuple[int, int, int], window: int, key) -> dict:
+    """`locality`'s result with the per-unit ratio to each unit's own permutation null (`blasso_jax.locality`)."""
+    null = unit_locality(
+        kernel, Geometry.image(image_shape, window), jax.random.key(_SHUFFLE_SEED) if key is None else key
+    )
+    summary = {
+        **result["summary"],
         "ratio_units": null["summary"]["units"],
         "ratio_median": null["summary"]["ratio_median"],
         "ratio_ge2_fraction": null["summary"]["ratio_ge2_fraction"],
@@ -114,7 +124,7 @@ def locality(
         "ipr_median": null["summary"]["ipr_median"],
     }
     unit_arrays = {"window_share_null": null["null"], "ratio": null["ratio"], "ipr": null["ipr"]}
-    return {**per_unit, **unit_arrays, "nonzero_sites": null["nonzeros"], "summary": summary}
+    return {**result, **unit_arrays, "nonzero_sites": null["nonzeros"], "summary": summary}
 
 
 def first_layer_locality(
