@@ -100,7 +100,11 @@ def augment_batch(key: jax.Array, images: jax.Array, policy: str, padding: int =
 
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float], dtype: Any = jnp.float32) -> jax.Array:
-    """uint8 images -> (x / 255 - mean) / std per channel, computed in float32 and returned in `dtype`."""
+    """uint8 images -> (x / 255 - mean) / std per channel, computed in float32 and returned in `dtype`.
+
+    Float inputs (NLGP signals) are already in their units: (x - mean) / std, without the / 255.
+    """
     mean = jnp.asarray(mean, jnp.float32)
     std = jnp.asarray(std, jnp.float32)
-    return ((images.astype(jnp.float32) / 255.0 - mean) / std).astype(dtype)
+    scale = 255.0 if images.dtype == jnp.uint8 else 1.0
+    return ((images.astype(jnp.float32) / scale - mean) / std).astype(dtype)

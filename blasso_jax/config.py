@@ -10,7 +10,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from blasso_jax import methods, paper
+from blasso_jax import methods, nlgp, paper
 from blasso_jax.models import KERNEL_SIZES, MODELS, create_model
 
 PRECISION_DTYPES = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
@@ -305,7 +305,9 @@ def run_name(config: TrainConfig) -> str:
     A local copy of a paper dataset is named after it ('cifar10' for a CIFAR-10 image folder); ResNet18
     runs name their kernel size too (cifar10-resnet18-k7-sgd-seed0).
     """
-    dataset = paper.paper_dataset(config.dataset) or Path(config.dataset).stem
+    dataset = paper.paper_dataset(config.dataset) or (
+        config.dataset if nlgp.is_spec(config.dataset) else Path(config.dataset).stem  # a spec's '.' is no suffix
+    )
     model = f"{config.model}-k{config.kernel_size}" if config.model == "resnet18" else config.model
     return f"{dataset}-{model}-{methods.get(config.method).run_name(config)}-seed{config.seed}"
 

@@ -108,9 +108,10 @@ def _dropout(x: jnp.ndarray, rate: float, train: bool) -> jnp.ndarray:
 
 # The paper's Tables 3/4 as `Network` stacks (`layer_specs`), and ResNet18 (Figure 5, `blasso_jax.resnet`); every
 # model, these and any registered later, is an entry of `MODELS` below.
-STACK_MODELS = ("s-conv", "d-conv", "s-local", "d-local", "s-fc", "d-fc", "3-fc")
-MODEL_NAMES = (*STACK_MODELS, "resnet18")
+STACK_MODELS = ("s-conv", "d-conv", "s-local", "d-local", "s-fc", "d-fc", "3-fc", "2-fc")
+MODEL_NAMES = (*STACK_MODELS[:-1], "resnet18")  # the paper's (2-FC is the NLGP benchmark's)
 KERNEL_SIZES = tuple(range(3, 16, 2))  # ResNet18's block kernels in Figure 5
+TWO_FC_WIDTH = 100  # 2-FC's hidden units K when `width` is not given (not a paper model: the NLGP benchmark's)
 
 # D-CONV (Table 4): output channels as multiples of α and strides of the eight 3x3 convolutions.
 _DEEP_CHANNELS = (1, 2, 2, 4, 4, 8, 8, 16)
@@ -126,14 +127,15 @@ def layer_specs(
     eight 3x3 layers (channels α…16α, strides 1,2,…), then a 64α-unit dense layer. *-LOCAL drop the
     weight sharing, *-FC replace each conv by a dense layer between flattened maps of the same
     sizes. 3-FC has two hidden layers of `width` units (default: `three_fc_width` matching S-FC's
-    weight count at the same α).
+    weight count at the same α). 2-FC (not in the paper; the NLGP benchmark's two-layer network) has one
+    hidden layer of `width` units (default `TWO_FC_WIDTH`); α does not change it.
 
     Args:
       name: one of `MODEL_NAMES`.
       alpha: base channels α.
       image_shape: `(H, W, C)` of the inputs.
       num_classes: classes of the classifier (3-FC's default width depends on it).
-      width: 3-FC's hidden width; ignored by the other models.
+      width: 3-FC's and 2-FC's hidden width; ignored by the other models.
 
     Returns:
       One `LayerSpec` per hidden layer, in order.
@@ -146,6 +148,8 @@ def layer_specs(
         raise ValueError(f"{name} is not a stack of layers; layer_specs covers {', '.join(STACK_MODELS)}")
     _check_arguments(name, alpha, image_shape, num_classes)
     height, width_px, channels = image_shape
+    if name == "2-fc":
+        return (LayerSpec("dense", width or TWO_FC_WIDTH),)
     if name == "3-fc":
         if width is None:
             pixels = height * width_px
@@ -267,6 +271,7 @@ for _name, _stride, _alpha in (
     ("s-fc", 2, 150),
     ("d-fc", 16, 15),
     ("3-fc", 1, 150),
+    ("2-fc", 1, 1),  # α unused: K hidden units from `width`
 ):
     register_model(ModelEntry(_name, _build_stack(_name), total_stride=_stride, paper_alpha=_alpha))
 register_model(ModelEntry("resnet18", _build_resnet18, total_stride=8, paper_alpha=64))
@@ -291,7 +296,7 @@ def create_model(
       alpha: base channels α.
       num_classes: classes of the classifier layer.
       image_shape: `(H, W, C)` of the inputs.
-      width: 3-FC's hidden width (ignored by the other models).
+      width: 3-FC's and 2-FC's hidden width (ignored by the other models).
       kernel_size: ResNet18's block kernel size, odd, 3 to 15 (ignored by the other models).
       dropout: the rate of dropout on the inputs of the last two weight layers in training (the paper's grid
         includes it; ResNet18 has one dense layer and drops out before it only); 0 adds none.

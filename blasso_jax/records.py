@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from blasso_jax import analysis, files, parallel, step, tensorboard
+from blasso_jax import analysis, files, parallel, rng, step, tensorboard
 from blasso_jax.config import TrainConfig
 from blasso_jax.counting import FIRST_LAYER, kernel_sizes
 
@@ -94,13 +94,15 @@ def epoch_record(
     if totals is None:
         record["rebuilt"] = True
     if run.state.params[FIRST_LAYER]["kernel"].ndim == 2 and due(epoch, config.locality_every, config.epochs):
-        record["locality"] = locality_summary(run.state.params[FIRST_LAYER]["kernel"], run.dataset.image_shape)
+        record["locality"] = locality_summary(run.state.params[FIRST_LAYER]["kernel"], run.dataset, config.seed)
     return record
 
 
-def locality_summary(kernel: Any, image_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Locality of a dense first layer's units (see `analysis.locality`), summarised; NaN as None for JSON."""
-    summary = analysis.locality(kernel, image_shape)["summary"]
+def locality_summary(kernel: Any, dataset: Any, seed: int) -> dict[str, Any]:
+    """Locality of a dense first layer's units on the dataset's geometry (`analysis.first_layer_locality`, its
+    permutation null drawn from the seed's own stream), summarised; NaN as None for JSON."""
+    key = rng.child(jax.random.key(seed), "locality")
+    summary = analysis.first_layer_locality(kernel, dataset.image_shape, dataset.geometry, key)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
 
 

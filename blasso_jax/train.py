@@ -127,6 +127,8 @@ def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Datas
         "class_names": list(dataset.class_names),
         "augment": policy,
     }
+    if dataset.geometry is not None:
+        description["geometry"] = dataset.geometry.to_dict()
     files.atomic_write_json(workdir / "dataset.json", description)
 
 

@@ -4,10 +4,10 @@ import doctest
 
 import pytest
 
-from blasso_jax import config, models, optim, permute
+from blasso_jax import config, locality, models, nlgp, optim, permute
 
 
-@pytest.mark.parametrize("module", [optim, models, config, permute], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [optim, models, config, permute, locality, nlgp], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     results = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert results.attempted > 0 and results.failed == 0
