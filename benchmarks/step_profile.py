@@ -37,7 +37,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402  (XLA_FLAGS must be set first)
 import numpy as np  # noqa: E402
 
-from blasso_jax import config, parallel, step  # noqa: E402
+from blasso_jax import config, methods, parallel, step  # noqa: E402
 from blasso_jax.config import model_from_config  # noqa: E402
 
 parser = argparse.ArgumentParser()
@@ -145,12 +145,14 @@ def main() -> None:
     examples = args.steps * cfg.batch_size
     model = model_from_config(cfg, 10, (32, 32, 3))
     state = parallel.init_sharded(
-        lambda key: step.create_train_state(cfg, model, (32, 32, 3), args.steps, key), jax.random.key(0), mesh
+        lambda key: step.create_train_state(model, (32, 32, 3), methods.optimizer(cfg, args.steps), key),
+        jax.random.key(0),
+        mesh,
     )
     rng = np.random.default_rng(0)
     x = parallel.put_rows(rng.integers(0, 256, (examples, 32, 32, 3), dtype=np.uint8), mesh)
     y = parallel.put_rows(rng.integers(0, 10, examples).astype(np.int32), mesh)
-    epoch = step.make_train_epoch(cfg, mesh, examples, args.augment, (0.5,) * 3, (0.25,) * 3)
+    epoch = step.make_train_epoch(mesh, examples, args.augment, (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
     state, _ = jax.block_until_ready(epoch(state, x, y, jax.random.key(0)))
     tic = time.perf_counter()
     state, _ = jax.block_until_ready(epoch(state, x, y, jax.random.key(1)))

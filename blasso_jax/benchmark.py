@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax import parallel, step
+from blasso_jax import methods, parallel, step
 from blasso_jax.config import PRECISION_DTYPES, TrainConfig, model_from_config
 from blasso_jax.models import layer_specs
 
@@ -115,7 +115,8 @@ def training_bytes_per_device(
     """
     model = model_from_config(config, num_classes, tuple(image_shape))
     abstract = jax.eval_shape(
-        lambda key: step.create_train_state(config, model, tuple(image_shape), 100, key), jax.random.key(0)
+        lambda key: step.create_train_state(model, tuple(image_shape), methods.optimizer(config, 100), key),
+        jax.random.key(0),
     )
     mesh = jax.sharding.AbstractMesh(
         (1, model_parallel), (parallel.DATA, parallel.MODEL), axis_types=(jax.sharding.AxisType.Auto,) * 2
@@ -204,7 +205,7 @@ def _epoch_on_random_images(config: TrainConfig, image_shape, num_classes: int, 
     steps_per_epoch = num_examples // config.batch_size
     model = model_from_config(config, num_classes, tuple(image_shape))
     state = parallel.init_sharded(
-        lambda key: step.create_train_state(config, model, tuple(image_shape), steps_per_epoch, key),
+        lambda key: step.create_train_state(model, tuple(image_shape), methods.optimizer(config, steps_per_epoch), key),
         jax.random.key(0),
         mesh,
     )
@@ -212,7 +213,7 @@ def _epoch_on_random_images(config: TrainConfig, image_shape, num_classes: int, 
     # One compiled program (a lax.scan) on every platform, so XLA's cost analysis is one step's; on CPU,
     # training dispatches the same step per batch instead (`step.host_scan`), as fast for dense models.
     epoch_fn = step.make_train_epoch(
-        config, mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels, host_loop=False
+        mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels, **config.step_options(), host_loop=False
     )
     return epoch_fn, state, x, y
 

@@ -127,6 +127,19 @@ class TrainConfig:
             values["synthetic_shape"] = tuple(values["synthetic_shape"])
         return cls().replace(**values)
 
+    @property
+    def compute_dtype(self) -> Any:
+        """The dtype of the weight layers' computation (`precision`)."""
+        return PRECISION_DTYPES[self.precision]
+
+    def step_options(self) -> dict[str, Any]:
+        """The keyword arguments of `step.make_train_epoch` this config sets."""
+        return {
+            "batch_size": self.batch_size,
+            "compute_dtype": self.compute_dtype,
+            "skip_nonfinite": self.on_nonfinite == "skip",
+        }
+
     def validate(self, device_count: int = 1) -> TrainConfig:
         """Raises ValueError naming the first bad value and the valid ones; returns self."""
         _choice("model", self.model, tuple(MODELS))
@@ -205,7 +218,8 @@ def _at_least(name: str, value: float, low: float) -> None:
         raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
-# Figure 4's phenomenon on 2 CPU cores in ~3.5 minutes a run (docs/results.md: the search that chose it).
+# Figure 4's phenomenon on 2 CPU cores in 7-8 minutes a run on the development machine, 13.5 on another 2-core
+# machine (docs/results.md: the search that chose it, and the timings with their commits).
 # S-FC α=1 on CIFAR-10 without augmentation overfits under SGD, as S-FC α=150 does in the paper;
 # β-LASSO's L1 pull over 300 epochs needs a larger λ than the paper's 4000-epoch grid, and so β=1:
 # β=50 with this λ prunes below βλ = 0.05 and kills half the first layer's units (28.6 % test accuracy).
@@ -227,14 +241,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     "table2": {},
     # See _CPU_LOCALITY above.
     "cpu_locality": _CPU_LOCALITY,
-    # The Colab notebook: cpu_locality shortened to 150 epochs, where its first layer is already local.
+    # The Colab notebook on a CPU runtime: cpu_locality shortened to 150 epochs, where its first layer is already local.
     "colab": {**_CPU_LOCALITY, "epochs": 150},
+    # The Colab notebook on a GPU: S-FC α=64 (75.5M weights) for 400 epochs with crop+flip, β-LASSO at the paper's
+    # accumulated L1 pull and threshold scaled to 400 epochs (λ ×10, β ÷10: βλ = 1e-3 as the paper's 50 × 2e-5).
+    # 15.7 TFLOP per epoch: predicted ~1 minute on an H100 (bf16), ~20 minutes on a T4 (fp32: no bf16 units),
+    # docs/performance.md.
+    "colab_gpu": dict(
+        alpha=64,
+        epochs=400,
+        augment="crop_flip",
+        beta=5.0,
+        l1_first=2e-4,
+        l1_rest=5e-5,
+        locality_every=25,
+        checkpoint_every=50,
+    ),
     # The paper's Table 1: every architecture with SGD (experiments.table1 applies it over any --config
     # and sets α of the deep models).
     "table1": {"method": "sgd"},
     # experiments.benchmark on a CPU applies it over --config: α=2 keeps a 2,048-image epoch under a second.
     "benchmark_cpu": {"alpha": 2},
-    # Figure 5 on a CPU: ResNet18 at 1/16 width (α=4) for 3 epochs; a sketch of the figure, not the paper's.
     # Figure 5 on 2 CPU cores: ResNet18 α=4 (1/16 of the paper's 64 channels) on an 8,000-image subset; a
     # k=11 epoch takes about a minute, the k=3,7,11 figure about 1.5 hours (docs/results.md).
     "fig5_cpu": dict(

@@ -80,6 +80,12 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
+def optimizer(config: TrainConfig, steps_per_epoch: int) -> Callable[[Any], optax.GradientTransformation]:
+    """`params -> GradientTransformation`: the optimizer of `config.method` with the method's schedule."""
+    method = get(config.method)
+    return lambda params: method.make_optimizer(config, params, method.schedule(config, steps_per_epoch))
+
+
 GRID_NAMES = ("paper", "small")
 # The paper's grid includes dropout but not its rate: it is tried at 0 and at this rate unless --dropout names one.
 GRID_DROPOUT = 0.5

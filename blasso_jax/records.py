@@ -37,7 +37,7 @@ class NonFiniteLossError(RuntimeError):
 
 def make_accuracy(config: TrainConfig, mesh: jax.sharding.Mesh, dataset: Any) -> Accuracy:
     """`(state, 'val' | 'test') -> accuracy`, None for an empty split; the splits stay on device."""
-    evaluate = step.make_evaluate(config, mesh, config.batch_size, dataset.mean, dataset.std)
+    evaluate = step.make_evaluate(mesh, config.batch_size, dataset.mean, dataset.std, config.compute_dtype)
     splits = {
         name: tuple(
             parallel.put_replicated(a, mesh) for a in step.pad_for_eval(x, y.astype(np.int32), config.batch_size)

@@ -93,7 +93,7 @@ def train_and_evaluate(
             run.lock.close()  # held until the last file of the run is written
 
 
-def _load_data(config: TrainConfig) -> data_lib.Dataset:
+def load_data(config: TrainConfig) -> data_lib.Dataset:
     """The config's dataset, split and checked against the batch size."""
     dataset = data_lib.load_dataset(
         config.dataset,
@@ -147,14 +147,14 @@ def _start(
         rundir.check_resumed_config(workdir, config)
         if stop_after is not None and done is not None and stop_after <= done:
             raise ValueError(f"stop_after {stop_after} is not after the checkpoint of epoch {done} in {workdir}")
-    dataset = _load_data(config)
+    dataset = load_data(config)
     policy = data_lib.augment_policy(config.augment, dataset)
     steps_per_epoch = len(dataset.x_train) // config.batch_size
     model = model_from_config(config, dataset.num_classes, dataset.image_shape)
     mesh = parallel.make_mesh(model_parallel=config.model_parallel)
     # Created in its sharded layout: no device ever holds a whole model-sharded kernel.
     state = parallel.init_sharded(
-        lambda key: create_train_state(config, model, dataset.image_shape, steps_per_epoch, key),
+        lambda key: create_train_state(model, dataset.image_shape, methods.optimizer(config, steps_per_epoch), key),
         rng.init_key(config.seed),
         mesh,
     )
@@ -219,7 +219,9 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
     # The training set split by rows over "data": each device holds 1/D of it.
     x_train = parallel.put_rows(dataset.x_train, run.mesh)
     y_train = parallel.put_rows(dataset.y_train.astype(np.int32), run.mesh)
-    train_epoch = make_train_epoch(config, run.mesh, len(dataset.x_train), run.policy, dataset.mean, dataset.std)
+    train_epoch = make_train_epoch(
+        run.mesh, len(dataset.x_train), run.policy, dataset.mean, dataset.std, **config.step_options()
+    )
     accuracy = make_accuracy(config, run.mesh, dataset)
     count_nonzero = jax.jit(nonzero_counts)
     progress = Progress(config.epochs)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from blasso_jax import analysis, files, nlgp, report, rng, train
+from blasso_jax import analysis, files, nlgp, report, rng, sweep, train
 from blasso_jax import config as config_lib
 from blasso_jax.counting import FIRST_LAYER
 from experiments import flags as train_flags
@@ -41,7 +41,7 @@ from experiments import nlgp_outputs as outputs
 
 train_flags.define_train_flags()
 train_flags.define_once(flags.DEFINE_bool, "quick", False, "one short seed of everything (under 2 minutes)")
-train_flags.define_once(flags.DEFINE_integer, "seeds", None, "seeds per cell (default 5; 1 with --quick)")
+train_flags.define_shared_flags("seeds")  # default here: 0-4, or 0 with --quick
 train_flags.define_once(flags.DEFINE_list, "gains", ["0.5", "1", "3", "10"], "gains g of the sweep")
 train_flags.define_once(flags.DEFINE_integer, "train", None, "NLGP training examples drawn (validation included)")
 train_flags.define_once(flags.DEFINE_list, "arms", None, "methods to run (default all): sgd, l1, beta1, beta50")
@@ -226,7 +226,7 @@ def body() -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     results_dir = Path(FLAGS.results_dir or (root / "results" if FLAGS.quick else "docs/results/nlgp"))
     figures_dir = Path(FLAGS.figures_dir or (root / "figures" if FLAGS.quick else "docs/figures"))
-    seeds = range(FLAGS.seeds or (1 if FLAGS.quick else 5))
+    seeds = sweep.parse_seeds(FLAGS.seeds, 0) if FLAGS.seeds else range(1 if FLAGS.quick else 5)
     gains = sorted({float(g) for g in FLAGS.gains} | {MAIN_GAIN})
     arms = chosen_arms()
     lambdas = tuple(float(v) for v in FLAGS.lambdas) if FLAGS.lambdas else LAMBDAS
@@ -246,9 +246,11 @@ def body() -> None:
         key = dataclasses.replace(cell, seed=0)
         groups.setdefault(key, []).append(run_cell(base, data, cell, root, results_dir))
     geometry = nlgp.parse_spec(cells[0].kind + ":" + ",".join(f"{k}={v}" for k, v in data.items())).geometry
-    sweep = {"sgd", SWEEP_ARM}
-    text = outputs.write_tables(list(groups.values()), selection, MAIN_GAIN, sweep, [a.key for a in ARMS], results_dir)
-    outputs.draw_figures(list(groups.values()), MAIN_GAIN, sweep, geometry, figures_dir)
+    gain_arms = {"sgd", SWEEP_ARM}
+    text = outputs.write_tables(
+        list(groups.values()), selection, MAIN_GAIN, gain_arms, [a.key for a in ARMS], results_dir
+    )
+    outputs.draw_figures(list(groups.values()), MAIN_GAIN, gain_arms, geometry, figures_dir)
     print(text)
     print(f"\nresults: {results_dir}; figures: {figures_dir}")
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from blasso_jax import benchmark, parallel, step
+from blasso_jax import benchmark, methods, parallel, step
 from blasso_jax import config as config_lib
 from blasso_jax.config import model_from_config
 
@@ -43,13 +43,17 @@ def compiled_epoch_flops(config, examples):
     mesh = parallel.make_mesh(jax.devices()[:1])
     model = model_from_config(config, 10, (32, 32, 3))
     state = parallel.init_sharded(
-        functools.partial(step.create_train_state, config, model, (32, 32, 3), examples // config.batch_size),
+        functools.partial(
+            step.create_train_state, model, (32, 32, 3), methods.optimizer(config, examples // config.batch_size)
+        ),
         jax.random.key(0),
         mesh,
     )
     x = parallel.put_rows(np.zeros((examples, 32, 32, 3), np.uint8), mesh)
     y = parallel.put_rows(np.zeros(examples, np.int32), mesh)
-    epoch = step.make_train_epoch(config, mesh, examples, "crop_flip", (0.5,) * 3, (0.25,) * 3, host_loop=False)
+    epoch = step.make_train_epoch(
+        mesh, examples, "crop_flip", (0.5,) * 3, (0.25,) * 3, **config.step_options(), host_loop=False
+    )
     return benchmark.compiled_step_cost(epoch.lower(state, x, y, jax.random.key(0)).compile())["flops"]
 
 

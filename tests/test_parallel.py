@@ -6,7 +6,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import checkpoints, models, parallel, step
+from blasso_jax import checkpoints, methods, models, parallel, step
 from blasso_jax import config as config_lib
 from blasso_jax import data as data_lib
 
@@ -22,11 +22,15 @@ def trained_state(model_name, data, model_parallel, *, epochs=2, method="blasso"
     mesh = parallel.make_mesh(jax.devices()[: data * model_parallel], model_parallel)
     model = models.create_model(model_name, 1, 10, DATASET.image_shape)
     state = parallel.init_sharded(
-        lambda key: step.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
+        lambda key: step.create_train_state(model, DATASET.image_shape, methods.optimizer(config, 4), key),
+        jax.random.key(0),
+        mesh,
     )
     x = parallel.put_rows(DATASET.x_train, mesh)
     y = parallel.put_rows(DATASET.y_train.astype(np.int32), mesh)
-    epoch = step.make_train_epoch(config, mesh, len(DATASET.x_train), "crop_flip", DATASET.mean, DATASET.std)
+    epoch = step.make_train_epoch(
+        mesh, len(DATASET.x_train), "crop_flip", DATASET.mean, DATASET.std, **config.step_options()
+    )
     for e in range(epochs):
         state, totals = epoch(state, x, y, jax.random.key(e))
         assert int(totals.examples) == 256
@@ -94,7 +98,9 @@ def test_blasso_update_on_shards_moves_nothing_between_devices():
     mesh = parallel.make_mesh(jax.devices(), 8)
     model = models.create_model("s-fc", 1, 10, DATASET.image_shape)
     state = parallel.init_sharded(
-        lambda key: step.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
+        lambda key: step.create_train_state(model, DATASET.image_shape, methods.optimizer(config, 4), key),
+        jax.random.key(0),
+        mesh,
     )
     grads = jax.tree.map(lambda p: p * 0.5 + 1e-3, state.params)
     update = jax.jit(lambda s, g: s.apply_gradients(grads=g))
