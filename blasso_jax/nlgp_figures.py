@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from blasso_jax.figures import new_figure
 from blasso_jax.locality import Geometry
 
 if TYPE_CHECKING:
@@ -24,12 +25,6 @@ CURVE_METRICS = {
     "ratio_ge2_fraction": "fraction of units with ratio ≥ 2",
     "ipr_median": "median IPR (sparsity, not locality)",
 }
-
-
-def _new_figure(**kwargs: Any) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(layout="constrained", **kwargs)
 
 
 def _sorted_units(kernel: np.ndarray) -> np.ndarray:
@@ -56,7 +51,7 @@ def plot_receptive_fields(
         raise ValueError("no receptive-field panels to draw")
     rows = -(-len(panels) // columns)
     tiles = 1 if geometry.kind == "ring" else units
-    fig = _new_figure(figsize=(3.8 * columns, (2.5 if geometry.kind == "ring" else 1.9) * rows))
+    fig = new_figure(figsize=(3.8 * columns, (2.5 if geometry.kind == "ring" else 1.9) * rows))
     grids = fig.subfigures(rows, columns, squeeze=False).ravel()
     for grid, (title, kernel) in zip(grids, panels.items()):
         kernel = np.asarray(kernel, np.float64)[:, _sorted_units(np.asarray(kernel))]
@@ -105,7 +100,7 @@ def plot_locality_curves(curves: dict[str, list[list[dict]]], styles: dict[str, 
     """
     if not curves:
         raise ValueError("no locality curves to draw")
-    fig = _new_figure(figsize=(4.2 * len(CURVE_METRICS), 3.8))
+    fig = new_figure(figsize=(4.2 * len(CURVE_METRICS), 3.8))
     axes = fig.subplots(1, len(CURVE_METRICS))
     for ax, (metric, ylabel) in zip(axes, CURVE_METRICS.items()):
         for label, seeds in curves.items():
@@ -132,7 +127,7 @@ def plot_gain_sweep(points: dict[str, dict[float, list[dict]]], styles: dict[str
     """
     if not points:
         raise ValueError("no gain-sweep points to draw")
-    fig = _new_figure(figsize=(4.2 * len(CURVE_METRICS), 3.8))
+    fig = new_figure(figsize=(4.2 * len(CURVE_METRICS), 3.8))
     axes = fig.subplots(1, len(CURVE_METRICS))
     for ax, (metric, ylabel) in zip(axes, CURVE_METRICS.items()):
         for label, by_gain in points.items():

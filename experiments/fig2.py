@@ -28,7 +28,7 @@ from typing import NamedTuple
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import figures, files, report, sweep
+from blasso_jax import figures, files, report, scaling_figures, sweep
 from experiments import flags as train_flags
 
 PAPER_ORDER = ("resnet18", "d-conv", "s-conv", "3-fc")  # fewest weights to fit, and best test accuracy, first
@@ -143,7 +143,7 @@ def body() -> None:
         }
         for dataset, by_model in ladders.items()
     }
-    figure = figures.plot_width_ladders(accuracy, mdl, FLAGS.fit_accuracy)
+    figure = scaling_figures.plot_width_ladders(accuracy, mdl, FLAGS.fit_accuracy)
     sweep.write_table(root / "fig2.md", table, *figures.save_figure(figure, FLAGS.out or str(root / "fig2")))
     for dataset, by_model in ladders.items():
         print(f"{dataset}: {order_verdict(by_model, FLAGS.fit_accuracy)}")

@@ -17,7 +17,7 @@ from pathlib import Path
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import figures, methods, report, sweep
+from blasso_jax import figures, methods, report, scaling_figures, sweep
 from blasso_jax.models import MODELS, layer_weights
 from experiments import flags as train_flags
 
@@ -62,7 +62,7 @@ def body() -> None:
         best = cell.mean_std(lambda r: r["test_accuracy"]["best"])
         rows.append([dataset, cell.config.kernel_size, label, cell.config.epochs, best])
     table = report.markdown_table(("dataset", "kernel", "method", "epochs", "test % (best val)"), rows)
-    paths = figures.save_figure(figures.plot_kernel_sizes(accuracy), FLAGS.out or str(root / "fig5"))
+    paths = figures.save_figure(scaling_figures.plot_kernel_sizes(accuracy), FLAGS.out or str(root / "fig5"))
     sweep.write_table(root / "fig5.md", table, *paths)
 
 
