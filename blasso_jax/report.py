@@ -128,6 +128,7 @@ def first_layer_summary(runs: Sequence[dict[str, Any]]) -> str:
     return (
         f"{line}; best {window}x{window} window share {over_runs('window_share_median')} against "
         f"{over_runs('window_share_shuffled')} with the pixels shuffled (dense random "
-        f"{chance['window_share_chance']:.3f}); 90 %-mass radius {over_runs('radius_median', 1)} px "
-        f"(dense random {chance['radius_chance']:.1f})"
+        f"{chance['window_share_chance']:.3f}); per unit, share / its own permutation null: median "
+        f"{over_runs('ratio_median', 2)}, {over_runs('ratio_ge2_fraction', 2)} of units at 2x or more; 90 %-mass "
+        f"radius {over_runs('radius_median', 1)} px (dense random {chance['radius_chance']:.1f})"
     )
