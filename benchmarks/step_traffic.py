@@ -15,7 +15,7 @@ import re
 import jax
 import numpy as np
 
-from blasso_jax import benchmark, config, parallel, step
+from blasso_jax import benchmark, config, methods, parallel, step
 from blasso_jax.config import model_from_config
 
 ITEMSIZE = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "s64": 8, "u64": 8, "u8": 1, "s8": 1, "pred": 1}
@@ -43,11 +43,11 @@ mesh = parallel.make_mesh(jax.devices()[:1])
 model = model_from_config(cfg, 10, (32, 32, 3))
 steps = args.examples // cfg.batch_size
 state = parallel.init_sharded(
-    lambda key: step.create_train_state(cfg, model, (32, 32, 3), steps, key), jax.random.key(0), mesh
+    lambda key: step.create_train_state(model, (32, 32, 3), methods.optimizer(cfg, steps), key), jax.random.key(0), mesh
 )
 x = parallel.put_rows(np.zeros((args.examples, 32, 32, 3), np.uint8), mesh)
 y = parallel.put_rows(np.zeros(args.examples, np.int32), mesh)
-epoch = step.make_train_epoch(cfg, mesh, args.examples, "crop_flip", (0.5,) * 3, (0.25,) * 3)
+epoch = step.make_train_epoch(mesh, args.examples, "crop_flip", (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
 compiled = epoch.lower(state, x, y, jax.random.key(0)).compile()
 
 computations, current = {}, None

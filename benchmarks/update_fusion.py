@@ -10,17 +10,19 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import config, parallel, step
+from blasso_jax import config, methods, parallel, step
 
 ALPHA, IMAGES = 4, 256
 cfg = config.preset("smoke", alpha=ALPHA, batch_size=64, precision="bf16")
 mesh = parallel.make_mesh(jax.devices()[:1])
 replicated = NamedSharding(mesh, P())
 model = config.model_from_config(cfg, 10, (32, 32, 3))
-state = jax.device_put(step.create_train_state(cfg, model, (32, 32, 3), IMAGES // 64, jax.random.key(0)), replicated)
+state = jax.device_put(
+    step.create_train_state(model, (32, 32, 3), methods.optimizer(cfg, IMAGES // 64), jax.random.key(0)), replicated
+)
 x = jax.device_put(np.zeros((IMAGES, 32, 32, 3), np.uint8), replicated)
 y = jax.device_put(np.zeros(IMAGES, np.int32), replicated)
-epoch = step.make_train_epoch(cfg, mesh, IMAGES, "crop_flip", (0.5,) * 3, (0.25,) * 3)
+epoch = step.make_train_epoch(mesh, IMAGES, "crop_flip", (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
 hlo = epoch.lower(state, x, y, jax.random.key(0)).compile().as_text()
 shape = f"f32[3072,{32 * 32 * ALPHA // 4}]"
 for line in hlo.splitlines():

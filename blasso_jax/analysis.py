@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from blasso_jax.counting import kernel_sizes, nonzero_counts
+from blasso_jax.locality import Geometry, unit_locality
 
 PyTree = Any
 
@@ -33,7 +34,24 @@ def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return tuple(int(d) for d in image_shape)
 
 
-def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, window: int = 9) -> dict[str, Any]:
+def _check_locality_arguments(kernel: jax.Array, image_shape: Sequence[int], mass: float, window: int) -> tuple:
+    """(H, W, C), after checking the kernel's shape against them, `mass` and `window`."""
+    height, width, channels = _check_image_shape(image_shape)
+    if kernel.ndim != 2 or kernel.shape[0] != height * width * channels:
+        raise ValueError(
+            f"kernel shape {kernel.shape} is not [H*W*C, units] = [{height * width * channels}, units] "
+            f"for image_shape {(height, width, channels)}"
+        )
+    if not 0 < mass <= 1:
+        raise ValueError(f"mass must be in (0, 1], got {mass}")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    return height, width, channels
+
+
+def locality(
+    kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, window: int = 9, key: jax.Array | None = None
+) -> dict[str, Any]:
     """How local each unit of a dense first layer is, from its |w| summed over input channels as an H×W map.
 
     Every number is a property of one unit's own map, so permuting the hidden units (which leaves an
@@ -45,6 +63,7 @@ def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, wind
       mass: the share of |w| the radius must hold.
       window: side of the square window, 9 by default: the receptive field of an S-LOCAL unit (at
         most the image's shorter side; a larger one is clamped to it, and `summary['window']` says so).
+      key: the PRNG key of the per-unit permutation null (`blasso_jax.locality`); None: `key(0)`.
 
     Returns:
       A dict of per-unit arrays and a `summary`. `centroid` (row, col) is the |w|-weighted mean
@@ -55,18 +74,12 @@ def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, wind
       weights with their spatial arrangement destroyed, the chance level of sparse filters. All-zero
       units get NaN and are left out of `summary`, which also gives the medians of dense Gaussian
       random filters of the same shape (`*_chance`).
+      Each unit against its own permutation null (`blasso_jax.locality.unit_locality`) adds `window_share_null`,
+      `ratio`, `ipr` and `nonzero_sites` per unit, and `ratio_median`, `ratio_ge2_fraction`, `ipr_median`,
+      `window_share_null_median` and `ratio_units` (units with >= 5 non-zero pixels) to `summary`.
     """
-    height, width, channels = _check_image_shape(image_shape)
     kernel = jnp.asarray(kernel)  # stays on device when it is a device array
-    if kernel.ndim != 2 or kernel.shape[0] != height * width * channels:
-        raise ValueError(
-            f"kernel shape {kernel.shape} is not [H*W*C, units] = [{height * width * channels}, units] "
-            f"for image_shape {(height, width, channels)}"
-        )
-    if not 0 < mass <= 1:
-        raise ValueError(f"mass must be in (0, 1], got {mass}")
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
+    height, width, channels = _check_locality_arguments(kernel, image_shape, mass, window)
     window = min(window, height, width)
     per_unit = _locality_per_unit(kernel, (height, width, channels), float(mass), window)
     counted = ~np.isnan(per_unit["radius"])
@@ -88,7 +101,46 @@ def locality(kernel: Any, image_shape: Sequence[int], *, mass: float = 0.9, wind
         "window_share_shuffled": median(per_unit["window_share_shuffled"]),
         "window_share_chance": chance["window_share"],
     }
-    return {**per_unit, "summary": summary}
+    return _with_permutation_null({**per_unit, "summary": summary}, kernel, (height, width, channels), window, key)
+
+
+def _with_permutation_null(result: dict, kernel, image_shape: tuple[int, int, int], window: int, key) -> dict:
+    """`locality`'s result with the per-unit ratio to each unit's own permutation null (`blasso_jax.locality`)."""
+    null = unit_locality(
+        kernel, Geometry.image(image_shape, window), jax.random.key(_SHUFFLE_SEED) if key is None else key
+    )
+    summary = {
+        **result["summary"],
+        "ratio_units": null["summary"]["units"],
+        "ratio_median": null["summary"]["ratio_median"],
+        "ratio_ge2_fraction": null["summary"]["ratio_ge2_fraction"],
+        "window_share_null_median": null["summary"]["null_median"],
+        "ipr_median": null["summary"]["ipr_median"],
+    }
+    unit_arrays = {"window_share_null": null["null"], "ratio": null["ratio"], "ipr": null["ipr"]}
+    return {**result, **unit_arrays, "nonzero_sites": null["nonzeros"], "summary": summary}
+
+
+def first_layer_locality(
+    kernel: Any, image_shape: Sequence[int], geometry: Geometry | None = None, key: jax.Array | None = None
+) -> dict[str, Any]:
+    """The locality summary the trainer records: `locality`'s on images (geometry None or an image), else the
+    per-unit measure of `blasso_jax.locality` on the ring or torus, with the geometry's kind and window.
+
+    Args:
+      kernel: `[inputs, units]` of a dense first layer.
+      image_shape: `(H, W, C)` of the inputs.
+      geometry: where the inputs sit (`Dataset.geometry`); None for images.
+      key: the PRNG key of the permutation null; None: `key(0)`.
+
+    Returns:
+      The summary dict (JSON-ready but for NaN, which the trainer turns into None).
+    """
+    if geometry is None or geometry.kind == "image":
+        window = 9 if geometry is None else geometry.window
+        return locality(kernel, image_shape, window=window, key=key)["summary"]
+    key = jax.random.key(_SHUFFLE_SEED) if key is None else key
+    return {"geometry": geometry.kind, "window": geometry.window, **unit_locality(kernel, geometry, key)["summary"]}
 
 
 def _locality_per_unit(kernel: jax.Array, image_shape: tuple[int, int, int], mass: float, window: int) -> dict:

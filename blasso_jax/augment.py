@@ -16,13 +16,14 @@ import jax.numpy as jnp
 
 from blasso_jax import autoaugment, rng
 
-# Fast AutoAugment per dataset kind: (the authors' searched policy, the crop/flip that follows it).
+# Fast AutoAugment per dataset kind: (the authors' searched policy, the crop/flip that follows it, the side of
+# the Cutout square: `cutout: 16` in the authors' CIFAR configurations, e.g. confs/wresnet28x10_cifar.yaml, and
+# `cutout: 20` in confs/wresnet28x10_svhn.yaml, kakaobrain/fast-autoaugment at commit 2424224).
 FAST_AUTOAUGMENT = {
-    "fast_autoaugment_cifar": ("fa_reduced_cifar10", "crop_flip"),
-    "fast_autoaugment_svhn": ("fa_reduced_svhn", "crop"),
+    "fast_autoaugment_cifar": ("fa_reduced_cifar10", "crop_flip", 16),
+    "fast_autoaugment_svhn": ("fa_reduced_svhn", "crop", 20),
 }
 AUGMENT_POLICIES = (*FAST_AUTOAUGMENT, "crop_flip", "crop", "none")
-CUTOUT_SIZE = 16  # the authors' --cutout 16 for CIFAR and SVHN
 
 
 def prepare_batch(
@@ -37,7 +38,7 @@ def prepare_batch(
     if policy not in FAST_AUTOAUGMENT:
         return normalize(augment_batch(key, images, policy), mean, std, dtype)
     normalized = normalize(augment_batch(rng.child(key, "fast_autoaugment"), images, policy), mean, std, dtype)
-    cutout = cutout_masks(rng.child(key, "cutout"), images.shape[:3], CUTOUT_SIZE)
+    cutout = cutout_masks(rng.child(key, "cutout"), images.shape[:3], FAST_AUTOAUGMENT[policy][2])
     return normalized * cutout[..., None].astype(dtype)
 
 
@@ -69,29 +70,41 @@ def augment_batch(key: jax.Array, images: jax.Array, policy: str, padding: int =
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
     if policy in FAST_AUTOAUGMENT:
-        searched, then = FAST_AUTOAUGMENT[policy]
+        searched, then, _ = FAST_AUTOAUGMENT[policy]
         policy_key, key = rng.child(key, "policy"), rng.child(key, "after_policy")
         images = autoaugment.augment_batch_fast_autoaugment(policy_key, images, autoaugment.load_policy(searched))
         policy = then
     if policy == "none":
         return images
-    batch, height, width, channels = images.shape
+    batch, height, width, _ = images.shape
     crop_key, flip_key = rng.child(key, "crop"), rng.child(key, "flip")
-    padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     offsets = jax.random.randint(crop_key, (batch, 2), 0, 2 * padding + 1)
-
-    def crop(image: jax.Array, offset: jax.Array) -> jax.Array:
-        return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
-
-    crops = jax.vmap(crop)(padded, offsets)
-    if policy == "crop":
-        return crops
-    flip = jax.random.bernoulli(flip_key, shape=(batch, 1, 1, 1))
-    return jnp.where(flip, crops[:, :, ::-1], crops)
+    columns = jnp.arange(width)
+    if policy == "crop_flip":
+        flip = jax.random.bernoulli(flip_key, shape=(batch, 1, 1, 1))
+        columns = jnp.where(flip[:, 0, 0], width - 1 - columns, columns)
+    # Output pixel (i, j) is image pixel (i + dy - padding, j' + dx - padding), j' = j or, mirrored,
+    # width - 1 - j, and zero where that lies in the padding: one gather from the images. Padding, slicing
+    # each crop and selecting it or its mirror gave the same pixels, but XLA fused them into one loop that
+    # evaluated both crops and the random draws for every pixel (a third of a 512-image step's time
+    # beside α=8 S-FC's non-matmul work on CPU; docs/performance.md).
+    rows = offsets[:, :1] + jnp.arange(height) - padding
+    columns = columns + offsets[:, 1:] - padding
+    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((columns >= 0) & (columns < width))[:, None, :]
+    picked = images[
+        jnp.arange(batch)[:, None, None],
+        jnp.clip(rows, 0, height - 1)[:, :, None],
+        jnp.clip(columns, 0, width - 1)[:, None, :],
+    ]
+    return jnp.where(inside[..., None], picked, jnp.zeros((), images.dtype))
 
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float], dtype: Any = jnp.float32) -> jax.Array:
-    """uint8 images -> (x / 255 - mean) / std per channel, computed in float32 and returned in `dtype`."""
+    """uint8 images -> (x / 255 - mean) / std per channel, computed in float32 and returned in `dtype`.
+
+    Float inputs (NLGP signals) are already in their units: (x - mean) / std, without the / 255.
+    """
     mean = jnp.asarray(mean, jnp.float32)
     std = jnp.asarray(std, jnp.float32)
-    return ((images.astype(jnp.float32) / 255.0 - mean) / std).astype(dtype)
+    scale = 255.0 if images.dtype == jnp.uint8 else 1.0
+    return ((images.astype(jnp.float32) / scale - mean) / std).astype(dtype)

@@ -18,13 +18,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax import parallel, step
+from blasso_jax import methods, parallel, step
 from blasso_jax.config import PRECISION_DTYPES, TrainConfig, model_from_config
 from blasso_jax.models import layer_specs
 
 
 def layer_costs(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> list[tuple[int, int]]:
-    """Per weight layer, classifier included: (multiply-adds of one image's forward pass, output values per image)."""
+    """Per weight layer, classifier included: (multiply-adds of one image's forward pass, output values per image).
+
+    A conv or local layer's multiply-adds are its (output position, kernel tap) pairs that land inside
+    the image, times its input and output channels: taps on the zero padding multiply by zero, and
+    XLA's cost analysis does not count them either. The weight and input gradients have the same pairs.
+    """
     height, width, channels = image_shape
     layers, scale = [], 1
     in_features, in_channels = height * width * channels, channels
@@ -33,16 +38,19 @@ def layer_costs(config: TrainConfig, image_shape: Sequence[int], num_classes: in
             layers.append((in_features * spec.features, spec.features))
             in_features = spec.features
             continue
+        taps = [_valid_taps(side // scale, spec.kernel_size, spec.stride) for side in (height, width)]
         scale *= spec.stride
         positions = (height // scale) * (width // scale)
-        layers.append((positions * spec.kernel_size**2 * in_channels * spec.features, positions * spec.features))
+        layers.append((taps[0] * taps[1] * in_channels * spec.features, positions * spec.features))
         in_channels, in_features = spec.features, positions * spec.features
     return [*layers, (in_features * num_classes, num_classes)]
 
 
-def forward_macs(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> int:
-    """Multiply-adds of one image's forward pass: every kernel entry once, a conv's once per output position."""
-    return sum(macs for macs, _ in layer_costs(config, image_shape, num_classes))
+def _valid_taps(size: int, kernel: int, stride: int) -> int:
+    """Along one axis of `size` pixels padded by kernel // 2 each side: the (output, tap) pairs inside the axis."""
+    pad = kernel // 2
+    outputs = (size + 2 * pad - kernel) // stride + 1
+    return sum(0 <= out * stride - pad + tap < size for out in range(outputs) for tap in range(kernel))
 
 
 def analytic_step_cost(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> dict[str, int]:
@@ -107,7 +115,8 @@ def training_bytes_per_device(
     """
     model = model_from_config(config, num_classes, tuple(image_shape))
     abstract = jax.eval_shape(
-        lambda key: step.create_train_state(config, model, tuple(image_shape), 100, key), jax.random.key(0)
+        lambda key: step.create_train_state(model, tuple(image_shape), methods.optimizer(config, 100), key),
+        jax.random.key(0),
     )
     mesh = jax.sharding.AbstractMesh(
         (1, model_parallel), (parallel.DATA, parallel.MODEL), axis_types=(jax.sharding.AxisType.Auto,) * 2
@@ -196,7 +205,7 @@ def _epoch_on_random_images(config: TrainConfig, image_shape, num_classes: int, 
     steps_per_epoch = num_examples // config.batch_size
     model = model_from_config(config, num_classes, tuple(image_shape))
     state = parallel.init_sharded(
-        lambda key: step.create_train_state(config, model, tuple(image_shape), steps_per_epoch, key),
+        lambda key: step.create_train_state(model, tuple(image_shape), methods.optimizer(config, steps_per_epoch), key),
         jax.random.key(0),
         mesh,
     )
@@ -204,7 +213,7 @@ def _epoch_on_random_images(config: TrainConfig, image_shape, num_classes: int, 
     # One compiled program (a lax.scan) on every platform, so XLA's cost analysis is one step's; on CPU,
     # training dispatches the same step per batch instead (`step.host_scan`), as fast for dense models.
     epoch_fn = step.make_train_epoch(
-        config, mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels, host_loop=False
+        mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels, **config.step_options(), host_loop=False
     )
     return epoch_fn, state, x, y
 
@@ -227,13 +236,12 @@ def benchmark_epochs(
     compile_seconds, times, totals, cost = _time_epochs(epoch_fn, state, x, y, warmup, epochs)
     seconds = statistics.median(times)
     images = steps_per_epoch * config.batch_size
-    # Training costs about three forward passes (forward, input gradients, weight gradients).
-    flops = 3 * 2 * forward_macs(config, image_shape, num_classes) * images
     on_cpu = jax.devices()[0].platform == "cpu"
     size = matmul_size or (1024 if on_cpu else 8192)
     peak = matmul_tflops(jnp.bfloat16 if config.precision == "bf16" else jnp.float32, size)
-    achieved = flops / seconds / 1e12
+    # The matmul FLOPs the epoch must do: forward, weight gradients, input gradients but the first layer's.
     minimum = analytic_step_cost(config, image_shape, num_classes)
+    achieved = minimum["flops"] * steps_per_epoch / seconds / 1e12
     return {
         "model": config.model,
         "alpha": config.alpha,
@@ -247,6 +255,8 @@ def benchmark_epochs(
         "images_per_second": images / seconds,
         "compile_seconds": compile_seconds,
         "tflops": achieved,
+        # The same epoch by XLA's count (every op, matmuls and elementwise; one device's program x devices).
+        "xla_tflops": cost["flops"] * jax.device_count() * steps_per_epoch / seconds / 1e12,
         "matmul_peak_tflops": peak,
         "matmul_peak_size": size,
         "share_of_matmul_peak": achieved / peak,

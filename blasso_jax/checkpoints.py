@@ -8,11 +8,15 @@ than the newest one, so resuming from the newest never has to delete it.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import jax
 import numpy as np
+
+from blasso_jax import parallel
 
 
 def _orbax():
@@ -59,16 +63,21 @@ def _manager(path: Path, keep: int | None = None):
     return ocp.CheckpointManager(path, options=options)
 
 
+class CheckpointError(RuntimeError):
+    """No intact checkpoint to resume from."""
+
+
 class Checkpoints:
     """The last `keep` checkpoints of a run and the one of best validation accuracy, in `<workdir>/checkpoints`.
 
     Orbax writes each checkpoint into a temporary directory and renames it when complete, so a
-    checkpoint half-written at a crash is never listed, never restored.
+    checkpoint half-written at a crash is never listed, never restored. One damaged afterwards (a
+    truncated or bit-flipped file) is set aside by `restore`, which falls back to the newest intact one.
     """
 
-    def __init__(self, workdir: Path, keep: int, lock: IO[str] | None = None):
+    def __init__(self, workdir: Path, keep: int):
+        self.workdir = workdir
         self.manager = _manager(workdir / "checkpoints", keep)
-        self.lock = lock  # the workdir lock, released with the checkpoints
 
     def save(self, epoch: int, state: Any, val_accuracy: float | None = None) -> None:
         """Saves `state` at `epoch`; `val_accuracy` ranks it for the best checkpoint (None: never the best)."""
@@ -76,17 +85,38 @@ class Checkpoints:
         self.manager.save(epoch, args=_orbax().args.StandardSave(checkpointed_tree(state)), metrics=metrics, force=True)
         self.manager.wait_until_finished()
 
-    def restore(self, state: Any) -> tuple[int, Any]:
-        """The newest checkpoint's epoch and `state` with its contents."""
-        epoch = self.manager.latest_step()
+    def restore(self, state: Any, log: Callable[[str], None] = print) -> tuple[int, Any]:
+        """The newest intact checkpoint's epoch and `state` with its contents.
+
+        A checkpoint that cannot be read is moved (never deleted) to `<workdir>/damaged_checkpoints/`, with a
+        one-line message through `log`, and the next newest is tried; CheckpointError if none can be read.
+        """
         target = jax.tree.map(_orbax().utils.to_shape_dtype_struct, checkpointed_tree(state))
-        restored = self.manager.restore(epoch, args=_orbax().args.StandardRestore(target))
-        return epoch, state.replace(**restored)
+        for epoch in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                restored = self.manager.restore(epoch, args=_orbax().args.StandardRestore(target))
+            except Exception as error:  # orbax and TensorStore raise many kinds for a damaged file
+                reason = (str(error).strip().splitlines() or [""])[0][:160]
+                moved = self._set_aside(epoch)
+                log(f"checkpoint of epoch {epoch} is damaged ({type(error).__name__}: {reason}); moved to {moved}")
+                continue
+            return epoch, state.replace(**restored)
+        raise CheckpointError(
+            f"no intact checkpoint in {self.workdir / 'checkpoints'} to resume from; start anew with --overwrite"
+        )
+
+    def _set_aside(self, epoch: int) -> Path:
+        """Moves checkpoint `epoch` out of the manager's directory, so the run can write that epoch again."""
+        aside = self.workdir / "damaged_checkpoints" / f"{epoch}-{time.strftime('%Y%m%dT%H%M%S')}"
+        if parallel.is_writer():
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(self.workdir / "checkpoints" / str(epoch), aside)
+        parallel.sync("damaged checkpoint set aside")
+        self.manager.reload()
+        return aside
 
     def close(self) -> None:
         self.manager.close()
-        if self.lock is not None:
-            self.lock.close()
 
 
 def latest_epoch(workdir: str | os.PathLike) -> int | None:

@@ -10,8 +10,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from blasso_jax import methods, paper
-from blasso_jax.models import KERNEL_SIZES, MODEL_NAMES, create_model
+from blasso_jax import methods, nlgp, paper
+from blasso_jax.models import KERNEL_SIZES, MODELS, create_model
 
 PRECISION_DTYPES = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
 PRECISIONS = tuple(PRECISION_DTYPES)
@@ -19,46 +19,96 @@ AUGMENTS = ("auto", "fast_autoaugment", "crop_flip", "crop", "none")
 NONFINITE_POLICIES = ("stop", "skip")
 
 
+def _field(default: Any, help: str, *, low: float | None = None, resumable: bool = False, method: bool = False):
+    """A `TrainConfig` field and everything said of it, in one place: its `--help` text, its smallest valid
+    value (`low`), whether `--resume` may change it (`resumable`: it does not change what the run trains) and
+    whether it is a method's hyperparameter (`method`: runs of methods that do not read it ignore it)."""
+    metadata = {"help": help, "low": low, "resumable": resumable, "method": method}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a run. The defaults ARE the paper's Table 2 setting for S-FC on CIFAR-10
     (the `table2` preset is empty); other presets are named overrides of them, in `PRESETS` below."""
 
-    model: str = "s-fc"
-    alpha: int = 150  # base channels; Table 1's sizes imply α=150 for the shallow models
-    width: int | None = None  # 3-FC hidden width (None: match S-FC's weight count)
-    kernel_size: int = 3  # ResNet18's block kernels (Figure 5): odd, 3 to 15
-    dataset: str = "cifar10"  # tfds name, 'synthetic', or a local image folder / .tar.gz / .npz
-    data_dir: str | None = None  # tfds data dir (None: $TFDS_DATA_DIR or ~/tensorflow_datasets)
-    cache_dir: str | None = None  # decoded local copies (None: $BLASSO_JAX_CACHE or ~/.cache/blasso_jax)
-    validation_size: int = 5000  # carved from the training split; the paper selects by validation
-    train_size: int | None = None  # a seeded subset of the rest of the training split (None: all of it)
-    svhn_extra: bool = False  # add SVHN's 531,131 'extra' images to training (the paper does not say it did)
-    method: str = "blasso"
-    beta: float = 50.0
-    l1_first: float = 2e-5  # λ for the first (convolution-like) layer; the paper tunes it apart
-    l1_rest: float = 5e-6  # λ for every other weight layer
-    momentum: float = 0.9  # SGD baseline only; β-LASSO uses none, as the paper
-    weight_decay: float = 5e-4  # SGD baseline only, on kernels
-    learning_rate: float = 0.1  # peak of the cosine schedule, stepped per batch
-    dropout: float = 0.0  # on the inputs of the last two (dense) layers; the paper's grid has it, not its rate
-    epochs: int = 4000
-    batch_size: int = 512
-    augment: str = "auto"  # 'auto': the dataset's default (Fast AutoAugment for the paper's datasets, as the paper)
-    permute_pixels: bool = False  # one fixed pixel permutation (seed 0) on every split, as the paper's test
-    precision: str = "bf16"  # bf16 matmuls with fp32 parameters, BatchNorm and update; or fp32
-    seed: int = 0
-    model_parallel: int = 1  # K: kernels split K ways along their outputs; data parallel over devices / K
-    test_every: int = 1  # test accuracy every k epochs (and at every new best validation accuracy)
-    locality_every: int = 10  # first-layer locality of FC models every k epochs and at the end (0: never)
-    checkpoint_every: int = 10
-    keep_checkpoints: int = 2  # the last k checkpoints; the best by validation is kept apart
-    on_nonfinite: str = "stop"  # 'stop' (exit non-zero, keep the last good checkpoint) or 'skip' the step
-    tensorboard: bool = False  # also write each epoch as TensorBoard events in <workdir>/tensorboard
-    synthetic_train_size: int = 1024
-    synthetic_test_size: int = 256
-    synthetic_shape: tuple[int, int, int] = (32, 32, 3)
-    synthetic_classes: int = 10
+    model: str = _field("s-fc", "architecture (blasso_jax.models.MODELS)")
+    alpha: int = _field(150, "base channels α (Table 1's sizes imply 150 for the shallow models)", low=1)
+    width: int | None = _field(None, "3-FC's hidden width (default: match S-FC's weight count)", low=1)
+    kernel_size: int = _field(3, "ResNet18's block kernels (Figure 5): odd, 3 to 15")
+    dataset: str = _field(
+        "cifar10",
+        "tfds name (cifar10, cifar100, svhn_cropped, …), 'synthetic', or a local image folder / .tar.gz / .npz",
+    )
+    data_dir: str | None = _field(None, "tfds data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    cache_dir: str | None = _field(None, "decoded local copies (default: $BLASSO_JAX_CACHE or ~/.cache/blasso_jax)")
+    validation_size: int = _field(5000, "validation examples carved from the training split (selection)", low=0)
+    train_size: int | None = _field(None, "a seeded subset of the rest of the training split (default: all)", low=1)
+    svhn_extra: bool = _field(False, "add SVHN's 531,131 'extra' images to training (the paper does not say it did)")
+    method: str = _field("blasso", "training method (blasso_jax.methods.METHODS)")
+    beta: float = _field(50.0, "β of β-LASSO (threshold β·λ)", low=0, method=True)
+    l1_first: float = _field(
+        2e-5, "λ of the first (convolution-like) layer; the paper tunes it apart", low=0, method=True
+    )
+    l1_rest: float = _field(5e-6, "λ of the other weight layers", low=0, method=True)
+    momentum: float = _field(0.9, "SGD's momentum (β-LASSO uses none, as the paper)", low=0, method=True)
+    weight_decay: float = _field(5e-4, "SGD's weight decay, on kernels", low=0, method=True)
+    mask_source: str | None = _field(
+        None,
+        "a finished run whose final first-layer mask the masked retraining keeps ({seed}: this run's seed)",
+        method=True,
+    )
+    density_first: float = _field(
+        0.01, "density the pruning baselines leave in the first layer, in (0, 1]", method=True
+    )
+    density_rest: float = _field(1.0, "density the pruning baselines leave in the other weight layers", method=True)
+    finetune_epochs: int = _field(50, "magnitude pruning: epochs of fine-tuning after pruning", low=1, method=True)
+    imp_rate: float = _field(
+        0.5, "iterative magnitude pruning: share of the remaining weights pruned per round", method=True
+    )
+    rewind_epoch: int = _field(
+        1, "iterative magnitude pruning: the epoch whose weights each round rewinds to", low=0, method=True
+    )
+    learning_rate: float = _field(0.1, "peak of the cosine schedule, stepped per batch")
+    dropout: float = _field(
+        0.0, "dropout on the inputs of the last two (dense) layers, in [0, 1); the paper gives no rate"
+    )
+    epochs: int = _field(4000, "training epochs (the cosine schedule is laid out over them)", low=1)
+    batch_size: int = _field(512, "global batch size", low=1)
+    augment: str = _field(
+        "auto",
+        f"{', '.join(AUGMENTS)}; auto: the dataset's default (Fast AutoAugment for the paper's datasets)",
+    )
+    permute_pixels: bool = _field(False, "apply one fixed permutation of pixel positions (seed 0) to every split")
+    precision: str = _field("bf16", "bf16 (bf16 matmuls, fp32 params/BatchNorm/update) or fp32")
+    seed: int = _field(
+        0, "seed of the initialisation, the data order, the splits and the augmentation (0 to 2**32 - 1)"
+    )
+    model_parallel: int = _field(
+        1, "K: kernels split K ways along their outputs; data parallel over devices / K", low=1
+    )
+    test_every: int = _field(
+        1, "test accuracy every k epochs (and at every new best validation accuracy)", low=1, resumable=True
+    )
+    locality_every: int = _field(
+        10, "first-layer locality of FC models every k epochs and at the end (0: never)", low=0, resumable=True
+    )
+    checkpoint_every: int = _field(
+        10, "checkpoint every k epochs (and at the best validation accuracy)", low=1, resumable=True
+    )
+    keep_checkpoints: int = _field(
+        2, "the last k checkpoints kept; the best by validation is kept apart", low=1, resumable=True
+    )
+    on_nonfinite: str = _field(
+        "stop", "stop (exit non-zero) or skip (skip and count the step) on a NaN/inf loss", resumable=True
+    )
+    tensorboard: bool = _field(
+        False, "also write each epoch as TensorBoard events in <workdir>/tensorboard", resumable=True
+    )
+    synthetic_train_size: int = _field(1024, "'synthetic' dataset: training examples", low=1)
+    synthetic_test_size: int = _field(256, "'synthetic' dataset: test examples", low=1)
+    synthetic_shape: tuple[int, int, int] = _field((32, 32, 3), "'synthetic' dataset: image shape H,W,C")
+    synthetic_classes: int = _field(10, "'synthetic' dataset: classes", low=2)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes`, checked."""
@@ -77,10 +127,26 @@ class TrainConfig:
             values["synthetic_shape"] = tuple(values["synthetic_shape"])
         return cls().replace(**values)
 
+    @property
+    def compute_dtype(self) -> Any:
+        """The dtype of the weight layers' computation (`precision`)."""
+        return PRECISION_DTYPES[self.precision]
+
+    def step_options(self) -> dict[str, Any]:
+        """The keyword arguments of `step.make_train_epoch` this config sets."""
+        return {
+            "batch_size": self.batch_size,
+            "compute_dtype": self.compute_dtype,
+            "skip_nonfinite": self.on_nonfinite == "skip",
+        }
+
     def validate(self, device_count: int = 1) -> TrainConfig:
         """Raises ValueError naming the first bad value and the valid ones; returns self."""
-        _choice("model", self.model, MODEL_NAMES)
-        methods.get(self.method)
+        _choice("model", self.model, tuple(MODELS))
+        method = methods.get(self.method)
+        unknown = sorted(set(method.fields) - set(METHOD_FIELDS))
+        if unknown:
+            raise ValueError(f"method {self.method!r} reads {unknown}, which are not method fields: {METHOD_FIELDS}")
         _choice("precision", self.precision, PRECISIONS)
         _choice("augment", self.augment, AUGMENTS)
         _choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
@@ -89,50 +155,57 @@ class TrainConfig:
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{field.name} must be a finite number, got {value}")
-        for name, low in _LOWER_BOUNDS.items():
-            _at_least(name, getattr(self, name), low)
-        for name in ("train_size", "width"):
-            if getattr(self, name) is not None:
-                _at_least(name, getattr(self, name), 1)
+            if field.metadata["low"] is not None and value is not None:
+                _at_least(field.name, value, field.metadata["low"])
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout}")
+        for name in ("dropout", "imp_rate"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a rate in [0, 1), got {getattr(self, name)}")
+        for name in ("density_first", "density_rest"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a density in (0, 1], got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if device_count % self.model_parallel:
-            divisors = [k for k in range(1, device_count + 1) if device_count % k == 0]
-            raise ValueError(
-                f"model_parallel {self.model_parallel} does not divide the {device_count} devices; "
-                f"valid: {', '.join(map(str, divisors))}"
-            )
-        data_parallel = device_count // self.model_parallel
-        if self.batch_size % data_parallel:
-            groups = f" of the data axis ({device_count} / model_parallel {self.model_parallel})"
-            raise ValueError(
-                f"batch_size {self.batch_size} is not divisible by the {data_parallel} devices"
-                f"{groups if self.model_parallel > 1 else ''}; use a multiple of {data_parallel}"
-            )
+        method.validate(self)
+        _check_devices(self, device_count)
         return self
 
 
-# The smallest valid value of each numeric field (learning_rate must be strictly positive).
-_LOWER_BOUNDS = {
-    "alpha": 1,
-    "beta": 0,
-    "l1_first": 0,
-    "l1_rest": 0,
-    "momentum": 0,
-    "weight_decay": 0,
-    "epochs": 1,
-    "batch_size": 1,
-    "validation_size": 0,
-    "test_every": 1,
-    "locality_every": 0,
-    "checkpoint_every": 1,
-    "keep_checkpoints": 1,
-    "model_parallel": 1,
-}
+def _check_devices(config: TrainConfig, device_count: int) -> None:
+    """The mesh the config asks for fits `device_count` devices and divides the batch."""
+    if device_count % config.model_parallel:
+        divisors = [k for k in range(1, device_count + 1) if device_count % k == 0]
+        raise ValueError(
+            f"model_parallel {config.model_parallel} does not divide the {device_count} devices; "
+            f"valid: {', '.join(map(str, divisors))}"
+        )
+    data_parallel = device_count // config.model_parallel
+    if config.batch_size % data_parallel:
+        groups = f" of the data axis ({device_count} / model_parallel {config.model_parallel})"
+        raise ValueError(
+            f"batch_size {config.batch_size} is not divisible by the {data_parallel} devices"
+            f"{groups if config.model_parallel > 1 else ''}; use a multiple of {data_parallel}"
+        )
+
+
+FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+# The methods' hyperparameters: a run of a method that does not read one is the same run whatever its value.
+METHOD_FIELDS = tuple(name for name, field in FIELDS.items() if field.metadata["method"])
+# Settings that do not change the trained function, so a resumed run may change them. `epochs` is not one:
+# the cosine learning-rate schedule is laid out over it, so a longer run is a different run.
+RESUMABLE_FIELDS = frozenset(name for name, field in FIELDS.items() if field.metadata["resumable"])
+
+
+def field_help(name: str) -> str:
+    """The `--help` text of config field `name`."""
+    return FIELDS[name].metadata["help"]
+
+
+def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict without the method fields its method does not read: what makes two runs the same run."""
+    used = methods.get(config["method"]).fields
+    return {k: v for k, v in config.items() if k not in METHOD_FIELDS or k in used}
 
 
 def _choice(name: str, value: Any, valid: tuple) -> None:
@@ -145,7 +218,8 @@ def _at_least(name: str, value: float, low: float) -> None:
         raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
-# Figure 4's phenomenon on 2 CPU cores in ~3.5 minutes a run (docs/results.md: the search that chose it).
+# Figure 4's phenomenon on 2 CPU cores in 7-8 minutes a run on the development machine, 13.5 on another 2-core
+# machine (docs/results.md: the search that chose it, and the timings with their commits).
 # S-FC α=1 on CIFAR-10 without augmentation overfits under SGD, as S-FC α=150 does in the paper;
 # β-LASSO's L1 pull over 300 epochs needs a larger λ than the paper's 4000-epoch grid, and so β=1:
 # β=50 with this λ prunes below βλ = 0.05 and kills half the first layer's units (28.6 % test accuracy).
@@ -167,14 +241,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     "table2": {},
     # See _CPU_LOCALITY above.
     "cpu_locality": _CPU_LOCALITY,
-    # The Colab notebook: cpu_locality shortened to 150 epochs, where its first layer is already local.
+    # The Colab notebook on a CPU runtime: cpu_locality shortened to 150 epochs, where its first layer is already local.
     "colab": {**_CPU_LOCALITY, "epochs": 150},
+    # The Colab notebook on a GPU: S-FC α=64 (75.5M weights) for 400 epochs with crop+flip, β-LASSO at the paper's
+    # accumulated L1 pull and threshold scaled to 400 epochs (λ ×10, β ÷10: βλ = 1e-3 as the paper's 50 × 2e-5).
+    # 15.7 TFLOP per epoch: predicted ~1 minute on an H100 (bf16), ~20 minutes on a T4 (fp32: no bf16 units),
+    # docs/performance.md.
+    "colab_gpu": dict(
+        alpha=64,
+        epochs=400,
+        augment="crop_flip",
+        beta=5.0,
+        l1_first=2e-4,
+        l1_rest=5e-5,
+        locality_every=25,
+        checkpoint_every=50,
+    ),
     # The paper's Table 1: every architecture with SGD (experiments.table1 applies it over any --config
     # and sets α of the deep models).
     "table1": {"method": "sgd"},
     # experiments.benchmark on a CPU applies it over --config: α=2 keeps a 2,048-image epoch under a second.
     "benchmark_cpu": {"alpha": 2},
-    # Figure 5 on a CPU: ResNet18 at 1/16 width (α=4) for 3 epochs; a sketch of the figure, not the paper's.
     # Figure 5 on 2 CPU cores: ResNet18 α=4 (1/16 of the paper's 64 channels) on an 8,000-image subset; a
     # k=11 epoch takes about a minute, the k=3,7,11 figure about 1.5 hours (docs/results.md).
     "fig5_cpu": dict(
@@ -245,7 +332,9 @@ def run_name(config: TrainConfig) -> str:
     A local copy of a paper dataset is named after it ('cifar10' for a CIFAR-10 image folder); ResNet18
     runs name their kernel size too (cifar10-resnet18-k7-sgd-seed0).
     """
-    dataset = paper.paper_dataset(config.dataset) or Path(config.dataset).stem
+    dataset = paper.paper_dataset(config.dataset) or (
+        config.dataset if nlgp.is_spec(config.dataset) else Path(config.dataset).stem  # a spec's '.' is no suffix
+    )
     model = f"{config.model}-k{config.kernel_size}" if config.model == "resnet18" else config.model
     return f"{dataset}-{model}-{methods.get(config.method).run_name(config)}-seed{config.seed}"
 

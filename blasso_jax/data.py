@@ -1,7 +1,7 @@
-"""Datasets as uint8 arrays in host memory.
+"""Datasets as uint8 images (or float32 signals) in host memory.
 
-`load_dataset` reads a source once (synthetic, a local image folder / .tar.gz / .npz, or a
-prepared tfds dataset) into a `Dataset`; training then moves the arrays to the accelerator and
+`load_dataset` reads a source once (synthetic, an NLGP spec, a local image folder / .tar.gz / .npz,
+or a prepared tfds dataset) into a `Dataset`; training then moves the arrays to the accelerator and
 augments and normalises them there (`blasso_jax.augment`).
 """
 
@@ -16,11 +16,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from blasso_jax import nlgp
 from blasso_jax.local_data import NPZ_KEYS, SPLITS, Splits, cache_root, load_local
+from blasso_jax.locality import Geometry
 from blasso_jax.paper import paper_dataset
 
 _SOURCE_KINDS = (
-    "'synthetic', an existing local path (an image folder <root>/<split>/<label>/<image>, "
+    "'synthetic', an NLGP spec ('nlgp' or 'nlgp_gaussian', e.g. 'nlgp:dim=40,xi=1:3,gain=3,ndim=1'), "
+    "an existing local path (an image folder <root>/<split>/<label>/<image>, "
     "a .tar.gz/.tgz of one, or an .npz with x_train, y_train, x_test, y_test), or the name of a "
     "tfds image-classification dataset such as 'cifar10', 'cifar100', 'svhn_cropped' or 'mnist'"
 )
@@ -28,7 +31,11 @@ _SOURCE_KINDS = (
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Train / validation / test images (uint8, NHWC) and int32 labels of one dataset."""
+    """Train / validation / test images (uint8, NHWC) or float32 signals of the same layout, and int32 labels.
+
+    `geometry` is where the inputs sit for the locality measure (`blasso_jax.locality`): None for images
+    (an H×W image with a 9×9 window, `analysis.locality`), a ring or torus for NLGP data.
+    """
 
     name: str
     x_train: np.ndarray
@@ -42,6 +49,7 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: str
+    geometry: Geometry | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -63,17 +71,21 @@ def load_dataset(
     synthetic_train_size: int = 1024,
     synthetic_test_size: int = 256,
 ) -> Dataset:
-    """Load `name` ('synthetic', a local path or a tfds name) and carve a validation split from train.
+    """Load `name` ('synthetic', an NLGP spec, a local path or a tfds name) and carve a validation split from train.
 
     `validation_size` examples of the training split, chosen by a permutation from `seed`, become
     the validation set; `train_size` of the rest (all when None), chosen by the same permutation, the
     training set. `svhn_extra` adds SVHN's 531,131 'extra' images to its training split. `data_dir`
     is the tfds data directory (None: tfds' default, which honours $TFDS_DATA_DIR); `cache_dir` keeps
     decoded local image folders (None: $BLASSO_JAX_CACHE or ~/.cache/blasso_jax). The synthetic_* arguments
-    apply to 'synthetic' only.
+    apply to 'synthetic' only. An NLGP spec (`blasso_jax.nlgp`) draws float32 signals from `seed`.
     """
     if svhn_extra and name != "svhn_cropped":
         raise ValueError(f"svhn_extra adds the 'extra' split of the tfds dataset svhn_cropped; the dataset is {name!r}")
+    if nlgp.is_spec(name):
+        spec = nlgp.parse_spec(name)
+        dataset = _make_dataset(name, nlgp.generate(spec, seed), validation_size, seed, train_size)
+        return dataclasses.replace(dataset, geometry=spec.geometry)
     if name == "synthetic":
         splits = _synthetic(synthetic_shape, synthetic_classes, synthetic_train_size, synthetic_test_size, seed)
     elif os.path.exists(name):
@@ -102,7 +114,9 @@ def _make_dataset(name: str, splits: Splits, validation_size: int, seed: int, tr
     end = None if train_size is None else validation_size + train_size
     val_idx, train_idx = np.sort(order[:validation_size]), np.sort(order[validation_size:end])
     x_train = splits.x_train[train_idx]
-    mean, std = _channel_stats(x_train)
+    # Float signals (NLGP) are drawn with mean 0 and variance 1 per site: they are used as they are.
+    channels = x_train.shape[-1]
+    mean, std = _channel_stats(x_train) if x_train.dtype == np.uint8 else ((0.0,) * channels, (1.0,) * channels)
     return Dataset(
         name=name,
         x_train=x_train,
@@ -115,13 +129,16 @@ def _make_dataset(name: str, splits: Splits, validation_size: int, seed: int, tr
         class_names=splits.class_names,
         mean=mean,
         std=std,
-        augment=_default_augment(name, x_train.shape[-1]),
+        augment=_default_augment(name, channels) if x_train.dtype == np.uint8 else "none",
     )
 
 
 def augment_policy(requested: str, dataset: Dataset) -> str:
     """The `blasso_jax.augment` policy a config's `augment` means for `dataset`: 'auto' is the dataset's default,
-    'fast_autoaugment' the authors' SVHN policy for SVHN and their CIFAR one otherwise."""
+    'fast_autoaugment' the authors' SVHN policy for SVHN and their CIFAR one otherwise. Float signals (NLGP)
+    take no augmentation: crops and flips are image operations."""
+    if dataset.x_train.dtype != np.uint8 and requested not in ("auto", "none"):
+        raise ValueError(f"augment {requested!r} does not apply to {dataset.name!r} (float signals); use auto or none")
     if requested == "auto":
         return dataset.augment
     if requested == "fast_autoaugment":

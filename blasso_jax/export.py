@@ -11,9 +11,10 @@ Format `blasso_jax.sparse`, version 2 (`docs/sparse_format.md` is the same text 
     batch_norm: "norm<i>" or null, bias: bool}`; the last is the classifier (dense, with a bias, no
     BatchNorm). Dense layers flatten their input in NHWC order; every other layer is followed by
     BatchNorm and ReLU.
-  - `input`: images are uint8 `x`, fed as `(x * scale - mean) / std` per channel (`scale` = 1/255;
-    `mean`, `std` of the training split), after moving pixels by `input/pixel_permutation` (pixel i
-    of the fed image is pixel `permutation[i]` of the original) when `pixel_permutation` is true.
+  - `input`: inputs `x` are fed as `(x * scale - mean) / std` per channel (`scale` 1/255 for uint8 images,
+    1 for float inputs such as NLGP; `mean`, `std` of the training split), after moving pixels by
+    `input/pixel_permutation` (pixel i of the fed image is pixel `permutation[i]` of the original) when
+    `pixel_permutation` is true.
 - `params/<path>/kernel:gaps` and `:values`, for a kernel stored sparse (`sparse: true`): its non-zero
   entries' flat row-major indices into its shape, as gaps (the first index, then each index minus the
   one before, in the smallest unsigned dtype that holds them: the indices are their running sum), and
@@ -74,6 +75,7 @@ class ModelInfo:
     mean: tuple[float, ...]  # per channel, of x / 255 on the training split
     std: tuple[float, ...]
     pixel_permutation: tuple[int, ...] | None = None  # [H*W], for runs with --permute_pixels
+    input_scale: float = 1 / 255  # uint8 images are divided by 255; float inputs (NLGP) are used as they are
 
     def __post_init__(self):  # the config as JSON gives it back (tuples become lists), so a round trip is equal
         object.__setattr__(self, "config", json.loads(json.dumps(self.config)))
@@ -85,7 +87,7 @@ def model_info(config: TrainConfig, dataset: Any) -> ModelInfo:
     Args:
       config: the run's `TrainConfig`.
       dataset: a `blasso_jax.data.Dataset` (or anything with `num_classes`, `class_names`, `image_shape`,
-        `mean` and `std`), before any pixel permutation, whose statistics it keeps.
+        `mean`, `std` and `x_train`, whose dtype tells uint8 images from float inputs).
     """
     height, width, _ = dataset.image_shape
     permutation = pixel_permutation(PERMUTATION_SEED, height, width) if config.permute_pixels else None
@@ -97,6 +99,7 @@ def model_info(config: TrainConfig, dataset: Any) -> ModelInfo:
         mean=tuple(float(m) for m in dataset.mean),
         std=tuple(float(s) for s in dataset.std),
         pixel_permutation=None if permutation is None else tuple(int(i) for i in permutation),
+        input_scale=1 / 255 if dataset.x_train.dtype == np.uint8 else 1.0,
     )
 
 
@@ -214,7 +217,7 @@ def _describe(info: ModelInfo, params: PyTree) -> dict[str, Any]:
         "layers": layers,
     }
     inputs = {
-        "scale": 1 / 255,
+        "scale": info.input_scale,
         "mean": list(info.mean),
         "std": list(info.std),
         "pixel_permutation": info.pixel_permutation is not None,
@@ -300,6 +303,7 @@ def _info(meta: dict[str, Any], permutation: np.ndarray | None) -> ModelInfo | N
         mean=tuple(inputs["mean"]),
         std=tuple(inputs["std"]),
         pixel_permutation=None if permutation is None else tuple(int(i) for i in permutation),
+        input_scale=inputs["scale"],
     )
 
 

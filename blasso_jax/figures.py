@@ -1,4 +1,5 @@
-"""The paper's Figures 3 and 4, and the locality of first-layer filters over training, as matplotlib Figures.
+"""The paper's Figures 3 and 4, and the locality of first-layer filters over training, as matplotlib Figures
+(Figures 1, 2 and 5, model sizes and accuracies against them, are in `blasso_jax.scaling_figures`).
 
 Figures are built with `matplotlib.figure.Figure` directly, never through pyplot, so importing or
 calling this module selects no backend and keeps no global figure state. `save_figure` writes
@@ -7,7 +8,6 @@ PNG and PDF atomically.
 
 from __future__ import annotations
 
-import functools
 import io as _bytes_io
 import math
 import os
@@ -15,13 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax import files
-from blasso_jax.counting import kernel_sizes
-from blasso_jax.models import create_model
+from blasso_jax import files, models
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -32,7 +28,8 @@ _REFERENCE_COLORS = ("black", "tab:gray", "tab:brown", "tab:olive", "tab:cyan")
 FILTER_NORMALISATION = "each filter shown as |w| / max |w| of that filter, channels as RGB (black = 0)"
 
 
-def _new_figure(**kwargs: Any) -> Figure:
+def new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib Figure with constrained layout, made without pyplot (no backend, no global state)."""
     from matplotlib.figure import Figure
 
     return Figure(layout="constrained", **kwargs)
@@ -50,14 +47,6 @@ def save_figure(fig: Figure, path_without_suffix: str | os.PathLike, *, dpi: int
     return paths
 
 
-def layer_weights(name: str, alpha: int, num_classes: int, image_shape: Sequence[int]) -> dict[str, int]:
-    """Kernel entries per layer of model `name`, from `jax.eval_shape` of its init: nothing is allocated."""
-    model = create_model(name, alpha, num_classes, tuple(image_shape))
-    init = functools.partial(model.init, train=False)
-    shapes = jax.eval_shape(init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
-    return kernel_sizes(shapes["params"])
-
-
 def reference_counts(
     alpha: int, image_shape: Sequence[int], num_classes: int | Sequence[int]
 ) -> dict[str, dict[str, int]]:
@@ -73,7 +62,7 @@ def reference_counts(
     for label, name in REFERENCE_MODELS.items():
         per_classes = {}
         for classes in class_counts:
-            per_classes[classes] = layer_weights(name, alpha, classes, image_shape)
+            per_classes[classes] = models.layer_weights(name, alpha, classes, image_shape)
         first = per_classes[class_counts[0]]
         counts[label] = {layer: n for layer, n in first.items() if all(c[layer] == n for c in per_classes.values())}
         if len(class_counts) > 1:
@@ -90,7 +79,7 @@ def _layer_names(runs: dict[str, list[dict]]) -> list[str]:
     return names
 
 
-def _figure_legend(fig: Figure, axes: Sequence[Any], max_columns: int = 6) -> None:
+def figure_legend(fig: Figure, axes: Sequence[Any], max_columns: int = 6) -> None:
     """One legend for the figure, each label once, below the panels, in at most `max_columns` columns."""
     entries: dict[str, Any] = {}
     for ax in axes:
@@ -111,7 +100,7 @@ def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, f
     layers = _layer_names(runs)
     if not layers:
         raise ValueError(f"no metrics record of runs {sorted(runs)} has 'nonzero_per_layer'; nothing to plot")
-    fig = _new_figure(figsize=(4.2 * len(layers), 3.8))
+    fig = new_figure(figsize=(4.2 * len(layers), 3.8))
     axes = fig.subplots(1, len(layers), squeeze=False)[0]
     colors: dict[str, str] = {}  # one colour per reference model, whatever its class count
     for ax, layer in zip(axes, layers):
@@ -137,7 +126,7 @@ def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, f
         ax.set_xlabel("epoch")
         ax.grid(True, which="major", alpha=0.3)
     axes[0].set_ylabel("non-zero weights")
-    _figure_legend(fig, axes)
+    figure_legend(fig, axes)
     return fig
 
 
@@ -199,12 +188,14 @@ def plot_filters(
     k: int = 8,
     min_nonzero: int = 20,
     seed: int = 0,
+    chosen_units: dict[str, tuple[np.ndarray, str]] | None = None,
 ) -> Figure:
     """Figure 4: per panel, `k` first-layer filters drawn at random among units with ≥ `min_nonzero` non-zeros.
 
     Each panel value holds one filter per unit (`[units, H, W, C]`, e.g. from `fc_filters_as_images`
     or `local_filters_as_images`). The draw uses `numpy.random.default_rng(seed)`, one per panel, so
     panels do not depend on each other. With fewer eligible units, all are shown and the title says so.
+    `chosen_units[panel] = (units, caption)` shows the first `k` of those units instead (e.g. the most local).
     """
     image_shape = tuple(int(d) for d in image_shape)
     if image_shape[-1] not in (1, 3):
@@ -215,7 +206,7 @@ def plot_filters(
         raise ValueError(f"k (filters per panel) must be >= 1, got {k}")
     cols = min(k, 8)
     rows = math.ceil(k / cols)
-    fig = _new_figure(figsize=(1.4 * cols, (1.4 * rows + 0.5) * len(panels) + 0.4))
+    fig = new_figure(figsize=(1.4 * cols, (1.4 * rows + 0.5) * len(panels) + 0.4))
     fig.suptitle(FILTER_NORMALISATION, fontsize=9)
     subfigures = np.atleast_1d(fig.subfigures(len(panels), 1))
     for subfigure, (name, filters) in zip(subfigures, panels.items()):
@@ -223,13 +214,7 @@ def plot_filters(
         if math.prod(filters.shape[1:]) != math.prod(image_shape):
             raise ValueError(f"panel {name!r}: filters of shape {filters.shape[1:]} do not reshape to {image_shape}")
         filters = filters.reshape(len(filters), *image_shape)
-        nonzero = np.count_nonzero(filters.reshape(len(filters), -1), axis=1)
-        eligible = np.flatnonzero(nonzero >= min_nonzero)
-        chosen = np.random.default_rng(seed).choice(eligible, size=min(k, len(eligible)), replace=False)
-        if len(eligible) >= k:
-            title = f"{name}: {k} of {len(eligible)} units with ≥{min_nonzero} non-zeros"
-        else:
-            title = f"{name}: only {len(eligible)} of {len(filters)} units have ≥{min_nonzero} non-zeros"
+        chosen, title = _panel_units(name, filters, k, min_nonzero, seed, (chosen_units or {}).get(name))
         subfigure.suptitle(title, fontsize=9)
         axes = subfigure.subplots(rows, cols, squeeze=False).ravel()
         for ax in axes:
@@ -241,6 +226,18 @@ def plot_filters(
     return fig
 
 
+def _panel_units(name, filters, k, min_nonzero, seed, given) -> tuple[np.ndarray, str]:
+    """The units a Figure 4 panel shows and its title: `given` (units, caption), or a seeded random draw."""
+    if given is not None:
+        return np.asarray(given[0])[:k], f"{name}: {given[1]}"
+    nonzero = np.count_nonzero(filters.reshape(len(filters), -1), axis=1)
+    eligible = np.flatnonzero(nonzero >= min_nonzero)
+    chosen = np.random.default_rng(seed).choice(eligible, size=min(k, len(eligible)), replace=False)
+    if len(eligible) >= k:
+        return chosen, f"{name}: {k} of {len(eligible)} units with ≥{min_nonzero} non-zeros"
+    return chosen, f"{name}: only {len(eligible)} of {len(filters)} units have ≥{min_nonzero} non-zeros"
+
+
 def plot_locality(runs: dict[str, list[dict]], image_shape: Sequence[int]) -> Figure:
     """First-layer locality against epoch, one curve per run: the moment β-LASSO's filters turn local.
 
@@ -249,7 +246,7 @@ def plot_locality(runs: dict[str, list[dict]], image_shape: Sequence[int]) -> Fi
     Right: the median radius holding 90% of |w|, from 0 to the image's half diagonal, so a flat line
     looks flat. Records without a `locality` dict are skipped.
     """
-    fig = _new_figure(figsize=(9, 3.8))
+    fig = new_figure(figsize=(9, 3.8))
     share_ax, radius_ax = fig.subplots(1, 2)
     chance: dict[str, float] = {}
     plotted = 0
@@ -278,108 +275,8 @@ def plot_locality(runs: dict[str, list[dict]], image_shape: Sequence[int]) -> Fi
     for ax in (share_ax, radius_ax):
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
-    _figure_legend(fig, (share_ax, radius_ax), max_columns=3)
+    figure_legend(fig, (share_ax, radius_ax), max_columns=3)
     return fig
 
 
 # Figure 1's memory line: the weights one 16 GiB device holds in 16-bit (2 bytes each), the V100 of the paper.
-DEVICE_MEMORY_BYTES = 16 * 2**30
-BYTES_PER_WEIGHT = 2
-
-
-def plot_sizes(by_alpha: dict[str, dict[int, int]], by_image_side: dict[str, dict[int, int]]) -> Figure:
-    """Figure 1 (right): weights against α and against the image side, one line per model, log-log.
-
-    `by_alpha[model][α]` and `by_image_side[model][side]` are weight counts (e.g. from `layer_weights`);
-    a dashed line marks what a 16 GiB device holds in 16-bit.
-    """
-    fig = _new_figure(figsize=(9, 3.8))
-    axes = fig.subplots(1, 2)
-    memory_line = DEVICE_MEMORY_BYTES / BYTES_PER_WEIGHT
-    for ax, series, xlabel in (
-        (axes[0], by_alpha, "α (base channels), 32×32 images"),
-        (axes[1], by_image_side, "image side (px)"),
-    ):
-        for name, points in series.items():
-            xs = sorted(points)
-            ax.plot(xs, [points[x] for x in xs], marker=".", label=name.upper())
-        ax.axhline(memory_line, linestyle="--", color="black", linewidth=1, label="16 GiB in 16-bit")
-        ax.set(xscale="log", yscale="log", xlabel=xlabel)
-        ticks = sorted({x for points in series.values() for x in points})
-        ax.set_xticks(ticks, labels=[str(x) for x in ticks], minor=False)
-        ax.set_xticks([], minor=True)
-        ax.grid(True, which="major", alpha=0.3)
-    axes[0].set_ylabel("weights (kernel entries)")
-    _figure_legend(fig, axes, max_columns=4)
-    return fig
-
-
-def plot_kernel_sizes(accuracy: dict[str, dict[str, dict[int, float]]]) -> Figure:
-    """Figure 5: test accuracy against ResNet18's kernel size, one panel per dataset and one line per method.
-
-    `accuracy[dataset][method label][kernel size]` is a test accuracy in percent.
-    """
-    if not accuracy:
-        raise ValueError("no accuracies to plot")
-    fig = _new_figure(figsize=(4.2 * len(accuracy), 3.8))
-    axes = fig.subplots(1, len(accuracy), squeeze=False)[0]
-    for ax, (dataset, by_method) in zip(axes, accuracy.items()):
-        for label, points in by_method.items():
-            sizes = sorted(points)
-            ax.plot(sizes, [points[k] for k in sizes], marker="o", label=label)
-        ax.set(title=dataset, xlabel="kernel size", xticks=sorted({k for p in by_method.values() for k in p}))
-        ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("test accuracy % (best validation epoch)")
-    _figure_legend(fig, axes)
-    return fig
-
-
-def plot_width_ladders(
-    accuracy: dict[str, dict[str, dict[int, tuple[float, float]]]],
-    mdl: dict[str, dict[str, tuple[int, float]]],
-    fit_accuracy: float,
-) -> Figure:
-    """Figure 2 (and 6): test and train accuracy against weights, and MDL against generalization, a row per dataset.
-
-    `accuracy[dataset][model][weights]` is (train %, test %) of one run of the model's width ladder;
-    `mdl[dataset][model]` is (fewest weights reaching `fit_accuracy` train accuracy, best test %), for
-    the models that reach it; the others are named in the MDL panel.
-    """
-    if not accuracy:
-        raise ValueError("no accuracies to plot")
-    threshold = f"{100 * fit_accuracy:g}%"
-    labels = list(dict.fromkeys(label for by_model in accuracy.values() for label in by_model))
-    colors = {label: f"C{i}" for i, label in enumerate(labels)}  # a model's colour is the same in every row
-    fig = _new_figure(figsize=(12.6, 4.1 * len(accuracy)))
-    subfigures = np.atleast_1d(fig.subfigures(len(accuracy), 1))
-    axes = []
-    for subfigure, (dataset, by_model) in zip(subfigures, accuracy.items()):
-        subfigure.suptitle(dataset)
-        test_ax, train_ax, mdl_ax = subfigure.subplots(1, 3, sharex=True)  # one weight axis per dataset
-        mdl_ax.sharey(test_ax)  # both are test accuracy
-        axes += [test_ax, train_ax, mdl_ax]
-        for label, points in by_model.items():
-            weights = sorted(points)
-            for ax, column in ((train_ax, 0), (test_ax, 1)):
-                ax.plot(weights, [points[w][column] for w in weights], marker="o", color=colors[label], label=label)
-        train_ax.axhline(100 * fit_accuracy, linestyle=":", color="black", linewidth=1, label=f"{threshold} train")
-        fitted = mdl.get(dataset, {})
-        for label, (weights, best) in fitted.items():
-            mdl_ax.scatter([weights], [best], color=colors[label], label=label)
-            mdl_ax.annotate(label, (weights, best), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        never = [label for label in by_model if label not in fitted]
-        mdl_title = "MDL & generalization" + (f"\nnever reached {threshold} train: {', '.join(never)}" if never else "")
-        test_ax.set(title="test", ylabel="test accuracy % (best validation epoch)")
-        train_ax.set(title="train", ylabel="train accuracy % (final epoch)")
-        mdl_ax.set(
-            title=mdl_title,
-            xlabel=f"fewest weights reaching {threshold} train accuracy",
-            ylabel="best test accuracy % over the ladder",
-        )
-        for ax in (test_ax, train_ax):
-            ax.set_xlabel("weights (kernel entries)")
-        for ax in (test_ax, train_ax, mdl_ax):
-            ax.set_xscale("log")
-            ax.grid(True, which="major", alpha=0.3)
-    _figure_legend(fig, axes)
-    return fig

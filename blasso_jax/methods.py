@@ -1,9 +1,11 @@
-"""Training methods in one table: β-LASSO, the SGD baseline, and whatever is registered next.
+"""Training methods in one table: β-LASSO, the SGD baseline, the pruning baselines, masked retraining, and whatever
+is registered next.
 
 Each `Method` says how to build its optimizer from a config, how it is labelled in tables and run
-directories, which config fields it reads and which figure of the paper's Table 2 it matches. The
-config check, the trainer, the reports and the sweeps all read this table, so a new method is one
-`register(Method(...))` call.
+directories, which config fields it reads, which column of the paper's Table 2 it matches, its grids,
+and, for methods that do more than optimise, the state a run starts from and what happens after an epoch.
+The config check, the trainer, the reports, the sweeps and the benchmark all read this table, so a new
+method is one `register(Method(...))` call.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import optax
 
+from blasso_jax import pruning_methods
 from blasso_jax.optim import blasso, kernel_mask, layerwise_l1
 
 if TYPE_CHECKING:
     from blasso_jax.config import TrainConfig
 
-# The config fields that belong to one method or another; a method's `fields` names those it reads.
-METHOD_FIELDS = ("beta", "l1_first", "l1_rest", "momentum", "weight_decay")
+
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """Cosine decay from `config.learning_rate` to 0, stepped per batch over the whole run."""
+    return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +36,18 @@ class Method:
     Attributes:
       name: the `--method` value.
       make_optimizer: `(config, params, schedule) -> GradientTransformation`.
+      schedule: `(config, steps_per_epoch) -> optax schedule` of the learning rate (default: one cosine decay
+        over the run, `learning_rate_schedule`).
       label: `config -> str`, how tables name the run (e.g. 'β-LASSO β=50').
       run_name: `config -> str`, the method's part of a run directory name.
-      fields: the entries of `METHOD_FIELDS` the method reads; the others do not change its runs.
+      fields: the config's method fields (`config.METHOD_FIELDS`) it reads; the others do not change its runs.
       paper_key: `config -> str | None`, its column in the paper's Table 2 (`paper.TABLE2`), if any.
       grids: named hyperparameter grids, `{grid name: {field: values}}`, crossed by `grid_configs`.
+      validate: `config -> None`, raises ValueError on settings the method cannot run.
+      source_run: `config -> path | None`, a finished run the method starts from (read by the trainer).
+      start: `(config, state, source, image_shape) -> state`, the state a new run starts from; `source` is the
+        source run's `{'model', 'params', 'batch_stats'}` or None.
+      after_epoch: `(config, epoch, state) -> (state, checkpoint now)`, events between epochs (pruning).
     """
 
     name: str
@@ -45,11 +57,11 @@ class Method:
     fields: tuple[str, ...] = ()
     paper_key: Callable[[TrainConfig], str | None] = lambda config: None
     grids: Mapping[str, Mapping[str, tuple[float, ...]]] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self):
-        unknown = sorted(set(self.fields) - set(METHOD_FIELDS))
-        if unknown:
-            raise ValueError(f"method {self.name!r} names fields {unknown}; method fields are {list(METHOD_FIELDS)}")
+    schedule: Callable[[TrainConfig, int], optax.Schedule] = learning_rate_schedule
+    validate: Callable[[TrainConfig], None] = lambda config: None
+    source_run: Callable[[TrainConfig], str | None] = lambda config: None
+    start: Callable[[TrainConfig, Any, dict[str, Any] | None, tuple[int, ...]], Any] | None = None
+    after_epoch: Callable[[TrainConfig, int, Any], tuple[Any, bool]] | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -68,6 +80,12 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
+def optimizer(config: TrainConfig, steps_per_epoch: int) -> Callable[[Any], optax.GradientTransformation]:
+    """`params -> GradientTransformation`: the optimizer of `config.method` with the method's schedule."""
+    method = get(config.method)
+    return lambda params: method.make_optimizer(config, params, method.schedule(config, steps_per_epoch))
+
+
 GRID_NAMES = ("paper", "small")
 # The paper's grid includes dropout but not its rate: it is tried at 0 and at this rate unless --dropout names one.
 GRID_DROPOUT = 0.5
@@ -78,34 +96,50 @@ def grid_configs(config: TrainConfig, grid: str) -> list[TrainConfig]:
     `config.dropout` (or `GRID_DROPOUT` when it is 0), in a fixed order."""
     if grid not in GRID_NAMES:
         raise ValueError(f"unknown grid {grid!r}; valid: {', '.join(GRID_NAMES)}")
-    axes = dict(get(config.method).grids[grid])
+    method = get(config.method)
+    if grid not in method.grids:
+        raise ValueError(f"method {config.method} has no grid {grid!r}; its grids: {', '.join(method.grids) or 'none'}")
+    axes = dict(method.grids[grid])
     axes["dropout"] = (0.0, config.dropout or GRID_DROPOUT)
     return [config.replace(**dict(zip(axes, values))) for values in itertools.product(*axes.values())]
 
 
-def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A config dict without the method fields its method does not read: what makes two runs the same run."""
-    used = get(config["method"]).fields
-    return {k: v for k, v in config.items() if k not in METHOD_FIELDS or k in used}
-
-
 def _blasso_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     """Algorithm 1: λ per layer group on the kernels, threshold β·λ, no momentum (as the paper)."""
-    return blasso(
-        schedule, layerwise_l1(params, first=config.l1_first, rest=config.l1_rest), config.beta, mask=kernel_mask
-    )
+    l1 = layerwise_l1(params, first=config.l1_first, rest=config.l1_rest)
+    return blasso(schedule, l1, config.beta, mask=kernel_mask)
 
 
 def _sgd_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """The SGD baseline: weight decay on the kernels, optional momentum."""
     del params
-    return optax.chain(
-        optax.add_decayed_weights(config.weight_decay, mask=kernel_mask),
-        optax.sgd(schedule, momentum=config.momentum or None),
-    )
+    return pruning_methods.sgd(config, schedule)
+
+
+def _masked_sgd_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+    del params
+    return pruning_methods.masked_sgd(config, schedule)
+
+
+def _imp_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+    del params
+    return optax.chain(pruning_methods.masked_sgd(config, schedule), pruning_methods.optim.remember_params())
+
+
+def _imp_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    return pruning_methods.restarting_schedule(config, learning_rate_schedule(config, steps_per_epoch), steps_per_epoch)
 
 
 _PAPER_LAMBDAS = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5)
+_SGD_FIELDS = ("momentum", "weight_decay")
+_SGD_GRIDS = {
+    "paper": {"momentum": (0.0, 0.9), "weight_decay": (0.0, 1e-4, 2e-4, 5e-4, 1e-3)},
+    "small": {"momentum": (0.9,), "weight_decay": (0.0, 5e-4)},
+}
+
+
+def _densities(config: TrainConfig) -> str:
+    return f"d{config.density_first:g}-{config.density_rest:g}"
+
 
 register(
     Method(
@@ -128,11 +162,47 @@ register(
         make_optimizer=_sgd_optimizer,
         label=lambda config: "SGD",
         run_name=lambda config: "sgd",
-        fields=("momentum", "weight_decay"),
+        fields=_SGD_FIELDS,
         paper_key=lambda config: "sgd",
-        grids={
-            "paper": {"momentum": (0.0, 0.9), "weight_decay": (0.0, 1e-4, 2e-4, 5e-4, 1e-3)},
-            "small": {"momentum": (0.9,), "weight_decay": (0.0, 5e-4)},
-        },
+        grids=_SGD_GRIDS,
+    )
+)
+for _shuffle in (False, True):
+    register(
+        Method(
+            name="shuffled_mask_retrain" if _shuffle else "mask_retrain",
+            make_optimizer=_masked_sgd_optimizer,
+            label=lambda config, s=_shuffle: f"SGD, {'pixel-shuffled ' if s else ''}β-LASSO first-layer mask",
+            run_name=lambda config, s=_shuffle: "shuffled-mask-retrain" if s else "mask-retrain",
+            fields=(*_SGD_FIELDS, "mask_source"),
+            grids=_SGD_GRIDS,
+            validate=pruning_methods.source_path,
+            source_run=pruning_methods.source_path,
+            start=pruning_methods.start_from_source_mask(shuffle=_shuffle),
+        )
+    )
+register(
+    Method(
+        name="magnitude",
+        make_optimizer=_masked_sgd_optimizer,
+        label=lambda config: f"magnitude pruning to {config.density_first:g} / {config.density_rest:g}",
+        run_name=lambda config: f"magnitude-{_densities(config)}-ft{config.finetune_epochs}",
+        fields=(*_SGD_FIELDS, "density_first", "density_rest", "finetune_epochs"),
+        grids=_SGD_GRIDS,
+        validate=pruning_methods.check_magnitude,
+        after_epoch=pruning_methods.prune_once,
+    )
+)
+register(
+    Method(
+        name="imp",
+        make_optimizer=_imp_optimizer,
+        label=lambda config: f"IMP to {config.density_first:g} / {config.density_rest:g}",
+        run_name=lambda config: f"imp-{_densities(config)}-rate{config.imp_rate:g}-rewind{config.rewind_epoch}",
+        fields=(*_SGD_FIELDS, "density_first", "density_rest", "imp_rate", "rewind_epoch"),
+        grids=_SGD_GRIDS,
+        schedule=_imp_schedule,
+        validate=pruning_methods.imp_plan,
+        after_epoch=pruning_methods.imp_round,
     )
 )

@@ -10,7 +10,7 @@ may regrow on later steps). In optax terms::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -198,3 +198,83 @@ def layerwise_l1(params: PyTree, first: float, rest: float, first_layer: str = F
     return jax.tree_util.tree_map_with_path(
         lambda path, _: first if _path_names(path)[0] == first_layer else rest, params
     )
+
+
+class MaskState(NamedTuple):
+    """`keep_mask`'s state: per parameter leaf, a bool array (False: held at exactly 0) or a bool scalar True."""
+
+    mask: PyTree
+
+
+def keep_mask(mask: Mask = None) -> optax.GradientTransformation:
+    """Holds every weight whose mask entry is False at exactly 0: the fixed mask of pruned or masked retraining.
+
+    The mask lives in the state (all True at `init` on the leaves `mask` selects), so a run sets it when it
+    prunes (`set_mask`) and a checkpoint keeps it. Like `hard_threshold` it constrains `params + updates`, so
+    it must be the last transform of a chain; `p + (-p)` is exactly +0.
+
+    Args:
+      mask: the leaves that may be masked: None for every leaf, a pytree of bools, or a function of the params.
+
+    Returns:
+      An `optax.GradientTransformation` whose state is a `MaskState`; its `update` needs `params`.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> params = {"w": jnp.array([0.5, 0.0, -0.5])}
+      >>> tx = keep_mask()
+      >>> state = set_mask(tx.init(params), {"w": jnp.array([True, False, False])})
+      >>> updates, _ = tx.update({"w": jnp.array([0.1, 0.2, 0.1])}, state, params)
+      >>> optax.apply_updates(params, updates)["w"].tolist()
+      [0.6000000238418579, 0.0, 0.0]
+    """
+
+    def init_fn(params):
+        selected = _broadcast_to_params(True if mask is None else mask(params) if callable(mask) else mask, params)
+        return MaskState(
+            jax.tree.map(lambda p, on: jnp.ones(jnp.shape(p), bool) if on else jnp.ones((), bool), params, selected)
+        )
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("keep_mask needs the parameters: call update(updates, state, params).")
+        held = jax.tree.map(lambda u, p, m: jnp.where(m, u, -p.astype(u.dtype)), updates, params, state.mask)
+        return held, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def set_mask(opt_state: Any, masks: PyTree) -> Any:
+    """`opt_state` with the mask of its `keep_mask` replaced by `masks` (bool arrays, or None to keep a leaf's).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> state = keep_mask().init({"w": jnp.ones(2)})
+      >>> set_mask(state, {"w": jnp.array([False, True])}).mask["w"].tolist()
+      [False, True]
+    """
+    current = optax.tree_utils.tree_get(opt_state, "mask")
+    new = jax.tree.map(lambda old, m: old if m is None else jnp.asarray(m, bool), current, masks, is_leaf=_is_none)
+    return optax.tree_utils.tree_set(opt_state, mask=new)
+
+
+def get_mask(opt_state: Any) -> PyTree:
+    """The mask of the `keep_mask` inside `opt_state`."""
+    return optax.tree_utils.tree_get(opt_state, "mask")
+
+
+def _is_none(leaf: Any) -> bool:
+    return leaf is None
+
+
+class RewindState(NamedTuple):
+    """`remember_params`'s state: the weights a run rewinds to."""
+
+    rewind: PyTree
+
+
+def remember_params() -> optax.GradientTransformation:
+    """Changes no update; keeps a copy of the parameters in its state (the initial ones at `init`), which a run
+    replaces when it reaches its rewind point (`optax.tree_utils.tree_set(opt_state, rewind=params)`), so that
+    iterative magnitude pruning rewinds to them after each round and a checkpoint keeps them."""
+    return optax.GradientTransformation(lambda params: RewindState(params), lambda u, state, params=None: (u, state))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from blasso_jax import methods, paper
+from blasso_jax.config import TrainConfig, relevant_config
 
 
 def dataset_label(dataset: str) -> str:
@@ -34,28 +36,40 @@ def percent(fraction: float | None) -> float | None:
 TABLE2_HEADERS = ("dataset", "method", "epochs", "test % (best val)", "test % (final)", "paper (4000 epochs)")
 
 
-def table2_row(results: dict[str, Any]) -> list[Any]:
-    """One Table 2 row from a run's results.json content."""
-    from blasso_jax.config import TrainConfig  # config imports models: keep `report` light to import
+def mean_std(values: Sequence[float], digits: int = 2) -> str:
+    """'mean ± std (n=k)' of `values` (the sample standard deviation), the value alone for one, '-' for none.
 
-    config = TrainConfig.from_dict(results["config"])
+    Examples:
+      >>> mean_std([53.25, 54.11, 53.80]), mean_std([52.48]), mean_std([])
+      ('53.72 ± 0.44 (n=3)', '52.48', '-')
+    """
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} (n={len(values)})"
+
+
+def table2_row(results: dict[str, Any] | Sequence[dict[str, Any]]) -> list[Any]:
+    """One Table 2 row from the results.json content of a run, or of one run per seed (mean ± std)."""
+    runs = [results] if isinstance(results, dict) else list(results)
+    config = TrainConfig.from_dict(runs[0]["config"])
     method = methods.get(config.method)
     return [
         dataset_label(config.dataset),
         method.label(config),
-        results["epochs"],
-        percent(results["test_accuracy"]["best"]),
-        percent(results["test_accuracy"]["final"]),
+        runs[0]["epochs"],
+        mean_std([100 * r["test_accuracy"]["best"] for r in runs if r["test_accuracy"]["best"] is not None]),
+        mean_std([100 * r["test_accuracy"]["final"] for r in runs if r["test_accuracy"]["final"] is not None]),
         paper.TABLE2.get(paper.paper_dataset(config.dataset), {}).get(method.paper_key(config)),
     ]
 
 
 def command_line(config: dict[str, Any], module: str = "experiments.table2") -> str:
     """The command that reproduces a run: every config field its method reads that differs from `TrainConfig()`'s."""
-    from blasso_jax.config import TrainConfig  # config imports models: keep `report` light to import
 
     defaults = TrainConfig().to_dict()
-    used = methods.relevant_config(config)
+    used = relevant_config(config)
     changed = {k: v for k, v in used.items() if k in defaults and _same(defaults[k]) != _same(v)}
     flags = [f"--{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in changed.items()]
     return " ".join(["python -m", module, *flags])
@@ -94,3 +108,27 @@ def locality_row(results: dict[str, Any], locality: dict[str, Any]) -> list[Any]
         percent(results["test_accuracy"]["final"]),
         f"{results['wall_seconds'] / 60:.1f}",
     ]
+
+
+def first_layer_summary(runs: Sequence[dict[str, Any]]) -> str:
+    """What a run did to its first layer, for the last lines a user sees: non-zeros and, for FC models, the
+    locality of its units against their own shuffled pixels (mean ± std over several runs)."""
+    first = next(iter(runs[0]["nonzero_per_layer"]))
+    dense = runs[0]["dense_per_layer"][first]
+    kept = mean_std([100 * r["nonzero_per_layer"][first] / dense for r in runs])
+    line = f"first layer: {kept} % of {dense:,} weights non-zero"
+    localities = [r["locality"] for r in runs if r.get("locality")]
+    if not localities:
+        return line
+
+    def over_runs(key: str, digits: int = 3) -> str:
+        return mean_std([loc[key] for loc in localities if loc.get(key) is not None], digits)
+
+    window, chance = localities[0]["window"], localities[0]
+    return (
+        f"{line}; best {window}x{window} window share {over_runs('window_share_median')} against "
+        f"{over_runs('window_share_shuffled')} with the pixels shuffled (dense random "
+        f"{chance['window_share_chance']:.3f}); per unit, share / its own permutation null: median "
+        f"{over_runs('ratio_median', 2)}, {over_runs('ratio_ge2_fraction', 2)} of units at 2x or more; 90 %-mass "
+        f"radius {over_runs('radius_median', 1)} px (dense random {chance['radius_chance']:.1f})"
+    )

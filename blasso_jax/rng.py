@@ -17,6 +17,9 @@ import jax
 _TAGS = {
     # under the seed's key; epoch e (from 1) folds in e itself
     "init": 0,
+    # under the initialisation key: the pixel shuffle of shuffled_mask_retrain's mask
+    "shuffle_mask": zlib.crc32(b"shuffle_mask"),
+    "locality": zlib.crc32(b"locality"),  # the permutation null of the locality measure; far above epoch numbers
     # under an epoch's key; step i folds in i under "steps"
     "order": 0,
     "steps": 1,

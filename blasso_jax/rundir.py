@@ -18,7 +18,7 @@ import flax.linen as nn
 
 from blasso_jax import files
 from blasso_jax.checkpoints import latest_epoch, read_checkpoint
-from blasso_jax.config import TrainConfig, model_from_config
+from blasso_jax.config import RESUMABLE_FIELDS, TrainConfig, model_from_config
 
 
 class WorkdirError(RuntimeError):
@@ -115,13 +115,6 @@ def load_run(workdir: str | os.PathLike, *, best: bool = False) -> tuple[TrainCo
     return config, model, {"params": restored["params"], "batch_stats": restored["batch_stats"]}
 
 
-# Settings that do not change the trained function, so a resumed run may change them. `epochs` is not one:
-# the cosine learning-rate schedule is laid out over it, so a longer run is a different run.
-RESUMABLE_CHANGES = frozenset(
-    {"test_every", "locality_every", "checkpoint_every", "keep_checkpoints", "on_nonfinite", "tensorboard"}
-)
-
-
 def saved_config(workdir: str | os.PathLike) -> TrainConfig | None:
     """The config the run in `workdir` last started with (its `config.jsonl`), or None if it has none."""
     saved = files.read_jsonl(Path(workdir) / "config.jsonl")
@@ -135,7 +128,7 @@ def check_resumed_config(workdir: Path, config: TrainConfig) -> None:
         return
     previous = saved.to_dict()
     changed = {k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v}
-    changed = {k: values for k, values in changed.items() if k not in RESUMABLE_CHANGES}
+    changed = {k: values for k, values in changed.items() if k not in RESUMABLE_FIELDS}
     if changed:
         listing = "; ".join(f"{k}: saved {old!r}, requested {new!r}" for k, (old, new) in sorted(changed.items()))
         raise WorkdirError(

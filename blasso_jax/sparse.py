@@ -56,7 +56,7 @@ _NARROW = 8
 # ms). 8 takes most of the gain and bounds the compile time of layers with hundreds of steps.
 _UNROLL = 8
 # Density below which a gather layer beats the dense matmul, by batch size (first entry with batch <= b).
-# `python -m experiments.benchmark --sparse --crossover --alphas=1,4 --densities=0.003,0.01,0.02,0.03,0.05,
+# `python -m experiments.benchmark --sparse --crossover --sparse_alphas=1,4 --densities=0.003,0.01,0.02,0.03,0.05,
 # 0.1,0.2,0.3 --batch_sizes=1,16,64,512` at commit 18e51e6 (2 cores shared with training runs) gave
 # dense time / gather time for S-FC's layer 1 alone (3072 x 256α, random masks):
 #   α  batch  0.3%   1%    2%    3%    5%    10%   20%   30%

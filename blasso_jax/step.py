@@ -23,8 +23,7 @@ from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import augment, methods, parallel, rng
-from blasso_jax.config import PRECISION_DTYPES, TrainConfig
+from blasso_jax import augment, parallel, rng
 
 
 class TrainState(train_state.TrainState):
@@ -43,22 +42,16 @@ class EpochTotals(NamedTuple):
     skipped_steps: jax.Array
 
 
-def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
-    """Cosine decay from `config.learning_rate` to 0, stepped per batch over the whole run."""
-    return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
-
-
-def make_optimizer(config: TrainConfig, params: Any, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The optimizer of `config.method` (see `blasso_jax.methods`) with the per-step cosine schedule."""
-    return methods.get(config.method).make_optimizer(config, params, learning_rate_schedule(config, steps_per_epoch))
-
-
 def create_train_state(
-    config: TrainConfig, model: nn.Module, image_shape: tuple[int, ...], steps_per_epoch: int, key: jax.Array
+    model: nn.Module,
+    image_shape: tuple[int, ...],
+    make_tx: Callable[[Any], optax.GradientTransformation],
+    key: jax.Array,
 ) -> TrainState:
-    """Initial parameters, BatchNorm statistics and optimizer state from `key`."""
+    """Initial parameters, BatchNorm statistics and optimizer state from `key`; `make_tx(params)` builds the
+    optimizer (β-LASSO's λ per layer needs the parameter tree: see `methods.optimizer`)."""
     variables = model.init(key, jnp.zeros((1, *image_shape), jnp.float32), train=False)
-    tx = make_optimizer(config, variables["params"], steps_per_epoch)
+    tx = make_tx(variables["params"])
     return TrainState.create(
         apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"], tx=tx
     )
@@ -105,55 +98,31 @@ def _empty_totals() -> EpochTotals:
 
 
 def make_train_epoch(
-    config: TrainConfig,
     mesh: jax.sharding.Mesh,
     num_examples: int,
     policy: str,
     mean: tuple[float, ...],
     std: tuple[float, ...],
+    *,
+    batch_size: int,
+    compute_dtype: Any = jnp.float32,
+    skip_nonfinite: bool = False,
     host_loop: bool | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, EpochTotals]]:
     """A compiled `(state, x_uint8, y, key) -> (state, totals)` that runs one shuffled epoch on device.
 
-    It shuffles, gathers, augments and normalises each batch and scans `train_step` over them: one
-    `lax.scan` in one jit, or with `host_loop` (default: on one CPU device, see `host_scan`) the same
+    It shuffles, gathers, augments (`policy`) and normalises each batch and scans `train_step` over them:
+    one `lax.scan` in one jit, or with `host_loop` (default: on one CPU device, see `host_scan`) the same
     step jitted once and dispatched per batch.
     `x` and `y` hold `num_examples` rows (plus padding), best split over "data" (`parallel.put_rows`);
     the state keeps the layout of `parallel.state_shardings`.
     Batches that do not fill `batch_size` are dropped, as usual. A step with a non-finite loss or
-    gradient is never applied: with 'skip' it is counted, with 'stop' the state freezes there and
-    the caller stops the run.
+    gradient is never applied: with `skip_nonfinite` it is counted, otherwise the state freezes there
+    and the caller stops the run. `TrainConfig.step_options()` gives the keyword arguments of a config.
     """
-    batch_size = config.batch_size
     steps = num_examples // batch_size
-    compute_dtype = PRECISION_DTYPES[config.precision]
-    skip = config.on_nonfinite == "skip"
     replicated = NamedSharding(mesh, P())
-
-    def one_step(carry, inputs, data):
-        state, totals = carry
-        indices, key, step = inputs
-        x, y = data
-        images = parallel.gather_rows(x, indices, mesh)
-        labels = parallel.gather_rows(y, indices, mesh)
-        images = augment.prepare_batch(key, images, policy, mean, std, compute_dtype)
-        # Dropout has its own stream of the step key: deterministic (a resumed run repeats it) and
-        # independent of the augmentation's.
-        new_state, loss, logits, finite = train_step(state, images, labels, rng.child(key, "dropout"))
-        apply = finite if skip else finite & (totals.first_nonfinite_step < 0)
-        state = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_state, state)
-        # The carry keeps the state's layout, so split kernels are never gathered whole.
-        state = jax.lax.with_sharding_constraint(state, parallel.state_shardings(state, mesh))
-        totals = EpochTotals(
-            loss=totals.loss + jnp.where(apply, loss, 0.0),
-            correct=totals.correct + jnp.where(apply, jnp.sum(jnp.argmax(logits, -1) == labels), 0),
-            examples=totals.examples + jnp.where(apply, batch_size, 0),
-            first_nonfinite_step=jnp.where(
-                (totals.first_nonfinite_step < 0) & ~finite, step, totals.first_nonfinite_step
-            ),
-            skipped_steps=totals.skipped_steps + (~finite).astype(jnp.int32),
-        )
-        return state, totals
+    one_step = _epoch_step(mesh, policy, mean, std, batch_size, compute_dtype, skip_nonfinite)
 
     def plan(key):
         order = jax.random.permutation(rng.child(key, "order"), num_examples)[: steps * batch_size]
@@ -173,6 +142,37 @@ def make_train_epoch(
     return lambda state, x, y, key: finish(*loop((state, _empty_totals()), plan(key), (x, y)))
 
 
+def _epoch_step(mesh, policy, mean, std, batch_size: int, compute_dtype: Any, skip_nonfinite: bool) -> Callable:
+    """One step of an epoch as a scan body: gather the batch's rows, augment, train, and add to the totals."""
+
+    def one_step(carry, inputs, data):
+        state, totals = carry
+        indices, key, step = inputs
+        x, y = data
+        images = parallel.gather_rows(x, indices, mesh)
+        labels = parallel.gather_rows(y, indices, mesh)
+        images = augment.prepare_batch(key, images, policy, mean, std, compute_dtype)
+        # Dropout has its own stream of the step key: deterministic (a resumed run repeats it) and
+        # independent of the augmentation's.
+        new_state, loss, logits, finite = train_step(state, images, labels, rng.child(key, "dropout"))
+        apply = finite if skip_nonfinite else finite & (totals.first_nonfinite_step < 0)
+        state = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_state, state)
+        # The carry keeps the state's layout, so split kernels are never gathered whole.
+        state = jax.lax.with_sharding_constraint(state, parallel.state_shardings(state, mesh))
+        totals = EpochTotals(
+            loss=totals.loss + jnp.where(apply, loss, 0.0),
+            correct=totals.correct + jnp.where(apply, jnp.sum(jnp.argmax(logits, -1) == labels), 0),
+            examples=totals.examples + jnp.where(apply, batch_size, 0),
+            first_nonfinite_step=jnp.where(
+                (totals.first_nonfinite_step < 0) & ~finite, step, totals.first_nonfinite_step
+            ),
+            skipped_steps=totals.skipped_steps + (~finite).astype(jnp.int32),
+        )
+        return state, totals
+
+    return one_step
+
+
 def pad_for_eval(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Pads an eval split to whole batches; padded labels are -1 and count for nothing."""
     padded = -(-len(x) // batch_size) * batch_size
@@ -183,17 +183,16 @@ def pad_for_eval(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[np.ndar
 
 
 def make_evaluate(
-    config: TrainConfig,
     mesh: jax.sharding.Mesh,
     batch_size: int,
     mean: tuple[float, ...],
     std: tuple[float, ...],
+    compute_dtype: Any = jnp.float32,
     host_loop: bool | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
     """A compiled `(state, x_padded, y_padded) -> (correct, loss_sum)` over a padded split (`host_loop` as
     `make_train_epoch`)."""
     batch_sharding = NamedSharding(mesh, P("data"))
-    compute_dtype = PRECISION_DTYPES[config.precision]
 
     def body(totals, batch, state):
         images, labels = (jax.lax.with_sharding_constraint(a, batch_sharding) for a in batch)

@@ -2,7 +2,8 @@
 
 The epoch finishes, a checkpoint of it is written and `StopRequested` carries the exit status a shell
 expects (128 + the signal: 130, 143); `--resume` then continues bitwise as if never stopped. A second
-signal stops at once, without a checkpoint.
+signal stops at once: `--resume` then continues from the newest checkpoint on disk (the epoch in flight
+is lost, and one whose metrics line was written but whose checkpoint was not is trained again).
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ def stop_on_signals() -> Iterator[StopFlag]:
 
     def handle(signum: int, frame) -> None:
         if flag.signum is not None:
-            print(f"\n{signal.Signals(signum).name} again: stopping now, without a checkpoint", file=sys.stderr)
+            print(
+                f"\n{signal.Signals(signum).name} again: stopping now; --resume continues from the newest checkpoint "
+                "on disk",
+                file=sys.stderr,
+            )
             sys.exit(128 + signum)
         flag.signum = signum
         print(

@@ -1,59 +1,47 @@
 """One training run: check and prepare, restore, train epochs, summarise; and sweeps' run-or-read-back.
 
-The compiled step and epoch live in `blasso_jax.step`, the run directory and its checkpoints in
-`blasso_jax.checkpoints`, the mesh and layouts in `blasso_jax.parallel`; this module strings them
-together and writes `metrics.jsonl` and `results.json`. Under `jax.distributed.initialize()` every
-process runs it alike (the mesh spans them all); process 0 alone writes the run's files, and all
-take part in checkpoints, as orbax requires.
+The compiled step and epoch live in `blasso_jax.step`, the run directory in `blasso_jax.rundir` and its
+checkpoints in `blasso_jax.checkpoints`, the epoch records in `blasso_jax.records`, the mesh and layouts in
+`blasso_jax.parallel`, what a method does beyond its optimizer in `blasso_jax.methods`; this module strings
+them together. Under `jax.distributed.initialize()` every process runs it alike (the mesh spans them all);
+process 0 alone writes the run's files, and all take part in checkpoints, as orbax requires.
+
+Order of writes, so that a run killed at any instant resumes: an epoch's metrics line is appended before its
+checkpoint is written, and `--resume` continues after the newest intact checkpoint, dropping later lines
+(and rebuilding that epoch's line if an older version of this code died between the two writes).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import jax
 import numpy as np
 
-from blasso_jax import analysis, export, files, methods, parallel, rng, stopping, tensorboard
 from blasso_jax import data as data_lib
+from blasso_jax import files, methods, parallel, rng, rundir, stopping
 from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import Checkpoints, checkpointed_tree, latest_epoch, tree_bytes
-from blasso_jax.config import TrainConfig, model_from_config
-from blasso_jax.counting import FIRST_LAYER, kernel_sizes, nonzero_counts
+from blasso_jax.config import TrainConfig, model_from_config, relevant_config
+from blasso_jax.counting import kernel_sizes, nonzero_counts
 from blasso_jax.progress import Progress, log
-from blasso_jax.rundir import WorkdirError, check_resumed_config, check_workdir, create_workdir, git_commit
-from blasso_jax.step import (
-    EpochTotals,
-    TrainState,
-    create_train_state,
-    learning_rate_schedule,
-    make_evaluate,
-    make_train_epoch,
-    pad_for_eval,
-)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or the gradients became NaN or infinite."""
-
-
-# --------------------------------------------------------------------------------------------- #
-# The run: prepare, restore, train epochs, summarise.
-# --------------------------------------------------------------------------------------------- #
+from blasso_jax.records import EpochLog, best_record, check_finite, epoch_record, make_accuracy
+from blasso_jax.rundir import WorkdirError
+from blasso_jax.step import TrainState, create_train_state, make_train_epoch
+from blasso_jax.summary import summarise
 
 
 @dataclasses.dataclass
 class _Run:
-    """What the steps of one run share: its inputs, compiled functions, state and history."""
+    """What the steps of one run share: its inputs, state, history, checkpoints and the workdir lock."""
 
     config: TrainConfig
+    method: methods.Method
     workdir: Path
     dataset: data_lib.Dataset
     policy: str
@@ -61,16 +49,51 @@ class _Run:
     mesh: jax.sharding.Mesh
     state: TrainState
     checkpoints: Checkpoints
+    lock: IO[str] | None
+    done: int = 0  # the last epoch trained (restored from a checkpoint when resumed)
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
-    @property
-    def best_record(self) -> dict[str, Any] | None:
-        """The record of best validation accuracy (the first among equals), or None without validation."""
-        scored = [r for r in self.history if r.get("val_accuracy") is not None]
-        return max(scored, key=lambda r: (r["val_accuracy"], -r["epoch"])) if scored else None
+
+def train_and_evaluate(
+    config: TrainConfig,
+    workdir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+) -> dict[str, Any] | None:
+    """Trains per `config`, logging `metrics.jsonl` and checkpoints in `workdir`; returns `results.json`'s content.
+
+    Args:
+      config: the run; checked before anything is written.
+      workdir: the run directory; refused if it holds a run, unless `resume` or `overwrite`.
+      resume: continue from the newest intact checkpoint (bitwise as if never interrupted, on CPU); a finished
+        run is left as it is and its results returned.
+      overwrite: replace whatever `workdir` holds.
+      stop_after: checkpoint and return None after this epoch, for jobs with a time limit; a later
+        call with `resume=True` continues exactly where it stopped.
+
+    Returns:
+      The content of `results.json` (best-validation and final accuracies, non-zeros, locality,
+      config, commit, device, wall time), or None after `stop_after`.
+    """
+    start_time = time.time()
+    if resume and (Path(workdir) / "results.json").is_file():
+        rundir.check_resumed_config(Path(workdir).absolute(), config)
+        log(f"the run in {workdir} is finished; its results are left as they are")
+        return json.loads((Path(workdir) / "results.json").read_text())
+    run = _start(config, workdir, resume=resume, overwrite=overwrite, stop_after=stop_after)
+    try:
+        if not _train_epochs(run, stop_after):
+            return None
+        return summarise(run, time.time() - start_time)
+    finally:
+        run.checkpoints.close()
+        if run.lock is not None:
+            run.lock.close()  # held until the last file of the run is written
 
 
-def _load_data(config: TrainConfig) -> data_lib.Dataset:
+def load_data(config: TrainConfig) -> data_lib.Dataset:
     """The config's dataset, split and checked against the batch size."""
     dataset = data_lib.load_dataset(
         config.dataset,
@@ -94,7 +117,7 @@ def _load_data(config: TrainConfig) -> data_lib.Dataset:
     return dataset
 
 
-def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Dataset, policy: str, resume: bool) -> None:
+def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Dataset, policy: str) -> None:
     """Appends the config to `config.jsonl` and writes `dataset.json`, the run's description."""
     files.append_jsonl(workdir / "config.jsonl", config.to_dict())
     description = {
@@ -104,55 +127,76 @@ def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Datas
         "class_names": list(dataset.class_names),
         "augment": policy,
     }
+    if dataset.geometry is not None:
+        description["geometry"] = dataset.geometry.to_dict()
     files.atomic_write_json(workdir / "dataset.json", description)
 
 
 def _start(
     config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, overwrite: bool, stop_after: int | None
 ) -> _Run:
-    """Checks every input, then creates the workdir, the initial state and, with `resume`, restores the newest
-    checkpoint and the metrics up to it."""
+    """Checks every input and builds the initial state (and the method's start), then creates and locks the
+    workdir and, with `resume`, restores the newest intact checkpoint and the metrics up to it."""
     config.validate(jax.device_count())
+    method = methods.get(config.method)
     if stop_after is not None and not 1 <= stop_after <= config.epochs:
         raise ValueError(f"stop_after {stop_after} is outside the run's epochs 1 to {config.epochs}")
-    workdir = check_workdir(workdir, resume=resume, overwrite=overwrite)
+    workdir = rundir.check_workdir(workdir, resume=resume, overwrite=overwrite)
+    done = latest_epoch(workdir) if resume else None
     if resume:
-        check_resumed_config(workdir, config)
-        done = latest_epoch(workdir)
+        rundir.check_resumed_config(workdir, config)
         if stop_after is not None and done is not None and stop_after <= done:
             raise ValueError(f"stop_after {stop_after} is not after the checkpoint of epoch {done} in {workdir}")
-    dataset = _load_data(config)
+    dataset = load_data(config)
     policy = data_lib.augment_policy(config.augment, dataset)
     steps_per_epoch = len(dataset.x_train) // config.batch_size
     model = model_from_config(config, dataset.num_classes, dataset.image_shape)
+    mesh = parallel.make_mesh(model_parallel=config.model_parallel)
+    # Created in its sharded layout: no device ever holds a whole model-sharded kernel.
+    state = parallel.init_sharded(
+        lambda key: create_train_state(model, dataset.image_shape, methods.optimizer(config, steps_per_epoch), key),
+        rng.init_key(config.seed),
+        mesh,
+    )
+    if method.start is not None and done is None:
+        state = parallel.shard_state(method.start(config, state, _source(method, config), dataset.image_shape), mesh)
     # Every input is checked: from here on the run writes to its workdir (process 0 its files, under its lock).
     parallel.sync("inputs checked")
     lock = None
     if parallel.is_writer():
-        lock = create_workdir(workdir, overwrite=overwrite)
-        _record_run_info(workdir, config, dataset, policy, resume)
+        lock = rundir.create_workdir(workdir, overwrite=overwrite)
+        _record_run_info(workdir, config, dataset, policy)
     parallel.sync("workdir created")
-    mesh = parallel.make_mesh(model_parallel=config.model_parallel)
-    key = rng.init_key(config.seed)
-    # Created in its sharded layout: no device ever holds a whole model-sharded kernel.
-    state = parallel.init_sharded(
-        lambda key: create_train_state(config, model, dataset.image_shape, steps_per_epoch, key), key, mesh
-    )
-    checkpoints = Checkpoints(workdir, config.keep_checkpoints, lock)
-    run = _Run(config, workdir, dataset, policy, steps_per_epoch, mesh, state, checkpoints)
+    checkpoints = Checkpoints(workdir, config.keep_checkpoints)
+    run = _Run(config, method, workdir, dataset, policy, steps_per_epoch, mesh, state, checkpoints, lock)
     _log_start(run)
     if resume:
-        # A run stopped before its first checkpoint (Ctrl-C, a non-finite loss) restarts from epoch 0.
-        if latest_epoch(workdir) is not None:
-            epoch, run.state = run.checkpoints.restore(run.state)  # in this run's layout, whichever mesh saved it
-        else:
-            epoch = 0
-        run.history = [r for r in files.read_jsonl(workdir / "metrics.jsonl") if r["epoch"] <= epoch]
-        parallel.sync("metrics read")
-        if parallel.is_writer():
-            files.write_jsonl(workdir / "metrics.jsonl", run.history)
-        log(f"resumed from the checkpoint of epoch {epoch}" if epoch else "no checkpoint yet: training from epoch 1")
+        _restore(run)
     return run
+
+
+def _source(method: methods.Method, config: TrainConfig) -> dict[str, Any] | None:
+    """The finished run a method starts from (`Method.source_run`), read back: its model and final weights."""
+    path = method.source_run(config)
+    if path is None:
+        return None
+    source_config, _, variables = rundir.load_run(path)
+    return {"model": source_config.model, **variables}
+
+
+def _restore(run: _Run) -> None:
+    """The newest intact checkpoint into `run.state` and the metrics lines up to it into `run.history` (later
+    lines, from epochs trained after that checkpoint, are dropped from metrics.jsonl)."""
+    if latest_epoch(run.workdir) is None:
+        log("no checkpoint yet: training from epoch 1")  # stopped before its first checkpoint
+        run.done = 0
+    else:
+        run.done, run.state = run.checkpoints.restore(run.state, log=log)  # in this run's layout, whichever saved it
+        log(f"resumed from the checkpoint of epoch {run.done}")
+    run.history = [r for r in files.read_jsonl(run.workdir / "metrics.jsonl") if r["epoch"] <= run.done]
+    parallel.sync("metrics read")
+    if parallel.is_writer():
+        files.write_jsonl(run.workdir / "metrics.jsonl", run.history)
 
 
 def _log_start(run: _Run) -> None:
@@ -170,182 +214,58 @@ def _log_start(run: _Run) -> None:
 
 
 def _train_epochs(run: _Run, stop_after: int | None) -> bool:
-    """Trains from the epoch after the history to the end (or `stop_after`); True when the run is complete."""
+    """Trains from the epoch after `run.done` to the end (or `stop_after`); True when the run is complete."""
     config, dataset = run.config, run.dataset
     # The training set split by rows over "data": each device holds 1/D of it.
     x_train = parallel.put_rows(dataset.x_train, run.mesh)
     y_train = parallel.put_rows(dataset.y_train.astype(np.int32), run.mesh)
-    train_epoch = make_train_epoch(config, run.mesh, len(dataset.x_train), run.policy, dataset.mean, dataset.std)
-    accuracy = _make_accuracy(run)
+    train_epoch = make_train_epoch(
+        run.mesh, len(dataset.x_train), run.policy, dataset.mean, dataset.std, **config.step_options()
+    )
+    accuracy = make_accuracy(config, run.mesh, dataset)
     count_nonzero = jax.jit(nonzero_counts)
     progress = Progress(config.epochs)
-    first_epoch = run.history[-1]["epoch"] + 1 if run.history else 1
-    events = tensorboard.epoch_events(config.tensorboard, run.workdir, dataset.image_shape, run.history)
-    with stopping.stop_on_signals() as stop, events as write_events:
-        for epoch in range(first_epoch, config.epochs + 1):
+    with stopping.stop_on_signals() as stop, EpochLog(config, run.workdir, dataset.image_shape, run.history) as out:
+        if run.done and (not run.history or run.history[-1]["epoch"] != run.done):
+            # The checkpoint's own line is missing (written by a version that checkpointed first): rebuild it.
+            nonzero = parallel.fetch(count_nonzero(run.state.params))
+            _finish_epoch(run, epoch_record(run, run.done, None, nonzero, accuracy, time.time()), out, False)
+        for epoch in range(run.done + 1, config.epochs + 1):
             tic = time.time()
             run.state, totals = train_epoch(run.state, x_train, y_train, rng.epoch_key(config.seed, epoch))
-            totals, nonzero = parallel.fetch((totals, count_nonzero(run.state.params)))
-            _check_finite(run, epoch, totals)
-            record = _epoch_record(run, epoch, totals, nonzero, accuracy, tic)
+            totals = parallel.fetch(totals)
+            check_finite(config, epoch, totals, run.steps_per_epoch, _last_good(run))
+            event = False
+            if run.method.after_epoch is not None:
+                state, event = run.method.after_epoch(config, epoch, run.state)
+                run.state = parallel.shard_state(state, run.mesh) if event else state
+            record = epoch_record(run, epoch, totals, parallel.fetch(count_nonzero(run.state.params)), accuracy, tic)
             signum = stop.agreed()
-            _finish_epoch(run, record, checkpoint=epoch == stop_after or signum is not None)
-            write_events(record, run.state.params)
+            _finish_epoch(run, record, out, checkpoint=epoch == stop_after or signum is not None or event)
             seconds = [r["epoch_seconds"] for r in run.history[-20:]]
             if parallel.is_writer():
                 progress.update(record, float(np.median(seconds)) * (config.epochs - epoch))
             if signum is not None and epoch < config.epochs:
-                run.checkpoints.close()
                 raise stopping.StopRequested(signum, epoch, str(run.workdir))
             if epoch == stop_after:
-                run.checkpoints.close()
                 log(f"stopped after epoch {epoch} as asked; continue with --resume")
                 return False
-    run.checkpoints.close()
     return True
 
 
-def _check_finite(run: _Run, epoch: int, totals: EpochTotals) -> None:
-    """Stops the run at a non-finite loss or gradient (on_nonfinite='stop'), or when every step of the epoch
-    was skipped for one ('skip': nothing was trained, so going on would only report garbage)."""
-    first_bad = int(totals.first_nonfinite_step)
-    every_step = int(totals.skipped_steps) >= run.steps_per_epoch
-    if first_bad < 0 or (run.config.on_nonfinite == "skip" and not every_step):
-        return
-    run.checkpoints.close()
-    where = (
-        f"every one of the {run.steps_per_epoch} steps of epoch {epoch} had a non-finite loss or gradient (skipped)"
-        if run.config.on_nonfinite == "skip"
-        else f"non-finite loss or gradient at epoch {epoch}, step {first_bad + 1} of {run.steps_per_epoch}"
-    )
-    raise NonFiniteLossError(
-        f"{where}; the last good checkpoint is epoch {latest_epoch(run.workdir)} in {run.workdir / 'checkpoints'} "
-        "(lower the learning rate, or set on_nonfinite='skip' to skip such steps)"
-    )
+def _last_good(run: _Run) -> str:
+    return f"epoch {latest_epoch(run.workdir)} in {run.workdir / 'checkpoints'}"
 
 
-def _make_accuracy(run: _Run) -> Callable[[TrainState, str], float | None]:
-    """`(state, 'val' | 'test') -> accuracy`, None for an empty split; the splits stay on device."""
-    config, dataset = run.config, run.dataset
-    evaluate = make_evaluate(config, run.mesh, config.batch_size, dataset.mean, dataset.std)
-    splits = {
-        name: tuple(
-            parallel.put_replicated(a, run.mesh) for a in pad_for_eval(x, y.astype(np.int32), config.batch_size)
-        )
-        for name, (x, y) in {"val": (dataset.x_val, dataset.y_val), "test": (dataset.x_test, dataset.y_test)}.items()
-        if len(x)
-    }
-    sizes = {"val": len(dataset.x_val), "test": len(dataset.x_test)}
-
-    def accuracy(state: TrainState, split: str) -> float | None:
-        if split not in splits:
-            return None
-        correct, _ = evaluate(state, *splits[split])
-        return int(correct) / sizes[split]
-
-    return accuracy
-
-
-def _epoch_record(run: _Run, epoch: int, totals: EpochTotals, nonzero: dict, accuracy: Callable, tic: float) -> dict:
-    """The metrics line of one epoch: losses, accuracies (test when due or at a new best), non-zeros, lr, time."""
-    config = run.config
-    val = accuracy(run.state, "val")
-    best = run.best_record
-    new_best = val is not None and (best is None or val > best["val_accuracy"])
-    test_due = epoch % config.test_every == 0 or new_best or epoch == config.epochs
-    dense = sum(kernel_sizes(run.state.params).values())
-    record = {
-        "epoch": epoch,
-        "train_loss": float(totals.loss) / max(int(totals.examples) // config.batch_size, 1),
-        "train_accuracy": int(totals.correct) / max(int(totals.examples), 1),
-        "val_accuracy": val,
-        "test_accuracy": accuracy(run.state, "test") if test_due else None,
-        "nonzero_per_layer": {k: int(v) for k, v in nonzero.items()},
-        "nonzero_fraction": sum(int(v) for v in nonzero.values()) / dense,
-        "lr": float(learning_rate_schedule(config, run.steps_per_epoch)(epoch * run.steps_per_epoch)),
-        "skipped_steps": int(totals.skipped_steps),
-        "epoch_seconds": time.time() - tic,
-    }
-    locality_due = config.locality_every and (epoch % config.locality_every == 0 or epoch == config.epochs)
-    if run.state.params[FIRST_LAYER]["kernel"].ndim == 2 and locality_due:
-        record["locality"] = _locality_summary(run.state, run.dataset.image_shape)
-    return record
-
-
-def _finish_epoch(run: _Run, record: dict, checkpoint: bool) -> None:
-    """Checkpoints the epoch when due, asked (`checkpoint`) or the best so far, then appends its record."""
+def _finish_epoch(run: _Run, record: dict, out: EpochLog, checkpoint: bool) -> None:
+    """Appends the epoch's record, then checkpoints it when due, asked (`checkpoint`) or the best so far."""
     config, epoch = run.config, record["epoch"]
-    best = run.best_record
+    best = best_record(run.history)
     new_best = record["val_accuracy"] is not None and (best is None or record["val_accuracy"] > best["val_accuracy"])
+    out.write(record, run.state.params)
+    run.history.append(record)
     if new_best or epoch % config.checkpoint_every == 0 or epoch == config.epochs or checkpoint:
         run.checkpoints.save(epoch, run.state, record["val_accuracy"])
-    if parallel.is_writer():
-        files.append_jsonl(run.workdir / "metrics.jsonl", record)
-    run.history.append(record)
-
-
-def train_and_evaluate(
-    config: TrainConfig,
-    workdir: str | os.PathLike,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    stop_after: int | None = None,
-) -> dict[str, Any] | None:
-    """Trains per `config`, logging `metrics.jsonl` and checkpoints in `workdir`; returns `results.json`'s content.
-
-    Args:
-      config: the run; checked before anything is written.
-      workdir: the run directory; refused if it holds a run, unless `resume` or `overwrite`.
-      resume: continue from the newest complete checkpoint (bitwise as if never interrupted, on CPU).
-      overwrite: replace whatever `workdir` holds.
-      stop_after: checkpoint and return None after this epoch, for jobs with a time limit; a later
-        call with `resume=True` continues exactly where it stopped.
-
-    Returns:
-      The content of `results.json` (best-validation and final accuracies, non-zeros, locality,
-      config, commit, device, wall time), or None after `stop_after`.
-    """
-    start_time = time.time()
-    run = _start(config, workdir, resume=resume, overwrite=overwrite, stop_after=stop_after)
-    if not _train_epochs(run, stop_after):
-        return None
-    return _summarise(run, time.time() - start_time)
-
-
-def _summarise(run: _Run, wall_seconds: float) -> dict[str, Any]:
-    """Writes `sparse_params.npz` and `results.json` (atomically, process 0) and returns the results."""
-    workdir, final, best = run.workdir, run.history[-1], run.best_record
-    params, batch_stats = parallel.fetch((run.state.params, run.state.batch_stats))
-    if parallel.is_writer():
-        export.save(workdir / "sparse_params.npz", params, batch_stats, info=export.model_info(run.config, run.dataset))
-    parallel.sync("sparse params written")
-    selected = best or final  # model selection by validation accuracy, as the paper; else the final epoch
-    results = {
-        "val_accuracy": {"best": best["val_accuracy"] if best else None, "final": final["val_accuracy"]},
-        # "best" is the test accuracy at the epoch of best validation accuracy.
-        "test_accuracy": {"best": selected["test_accuracy"], "final": final["test_accuracy"]},
-        "best_epoch": selected["epoch"],
-        "nonzero_per_layer": final["nonzero_per_layer"],
-        "dense_per_layer": kernel_sizes(params),
-        "description_length": analysis.description_length(params),
-        "locality": final.get("locality"),
-        # The trained weights stored as (index, value) pairs against the dense float32 arrays.
-        "sparse_export_bytes": (workdir / "sparse_params.npz").stat().st_size,
-        "dense_bytes": tree_bytes((params, batch_stats)),
-        "checkpoint_bytes": sum(
-            f.stat().st_size for f in (workdir / "checkpoints" / str(final["epoch"])).rglob("*") if f.is_file()
-        ),
-        "epochs": final["epoch"],
-        "config": run.config.to_dict(),
-        "git_commit": git_commit(),
-        "device_kind": jax.devices()[0].device_kind,
-        "device_count": jax.device_count(),
-        "wall_seconds": wall_seconds,
-    }
-    if parallel.is_writer():
-        files.atomic_write_json(workdir / "results.json", results)
-    return results
 
 
 def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
@@ -359,7 +279,7 @@ def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     if (workdir / "results.json").exists():
         results = json.loads((workdir / "results.json").read_text())
         saved = TrainConfig.from_dict(results["config"]).replace(tensorboard=config.tensorboard).to_dict()
-        if methods.relevant_config(saved) != methods.relevant_config(config.to_dict()):
+        if relevant_config(saved) != relevant_config(config.to_dict()):
             raise WorkdirError(f"{workdir} holds a finished run of another config; choose another workdir")
         return results
     resume = latest_epoch(workdir) is not None
@@ -371,9 +291,3 @@ def best_by_validation(results: list[dict[str, Any]]) -> dict[str, Any]:
     if any(r["val_accuracy"]["best"] is None for r in results):
         raise ValueError("selection by validation accuracy needs a validation split; set validation_size above 0")
     return max(results, key=lambda r: r["val_accuracy"]["best"])
-
-
-def _locality_summary(state: TrainState, image_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Locality of a dense first layer's units (see `analysis.locality`), summarised."""
-    summary = analysis.locality(state.params[FIRST_LAYER]["kernel"], image_shape)["summary"]
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}

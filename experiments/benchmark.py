@@ -8,15 +8,16 @@
     python -m experiments.benchmark --sparse --crossover --densities=0.003,0.01,0.03,0.1,0.3 --batch_sizes=1,16,64,512
     python -m experiments.benchmark --sparse --runs=runs/table2/X                 # a trained model's export
 
-The report also holds XLA's cost analysis of the compiled epoch per step (FLOPs, bytes accessed)
-beside the analytic minimum, and their ratios: the traffic overhead, measurable on any backend.
+TFLOP/s counts the matmuls a step must do (`benchmark.analytic_step_cost`), `xla_tflops` the same
+epoch by XLA's count. The report also holds XLA's cost analysis of the compiled epoch per step (FLOPs,
+bytes accessed) beside the analytic minimum, and their ratios: the traffic overhead, measurable on any backend.
 `--model_parallel=K` benchmarks the model-sharded layout. `--fit_table` trains nothing: it prints
 the largest S-FC and D-FC α whose train state, gradients, compute copy, activations and training
 set fit one device of `--device_gb` with kernels split K ways (`jax.eval_shape` and the real
 sharding rule; see `blasso_jax.benchmark.training_bytes_per_device`).
 
 `--sparse` trains nothing either: it times sparse against dense inference of S-FC with a random
-first-layer mask at each of `--densities`, for `--alphas` and `--batch_sizes`, and compares the sparse
+first-layer mask at each of `--densities`, for `--sparse_alphas` and `--batch_sizes`, and compares the sparse
 export's size with a dense `.npz` and an orbax checkpoint (`blasso_jax.sparse_benchmark`); with
 `--runs`, it times the models the runs exported (`<run>/sparse_params.npz`) instead.
 
@@ -56,9 +57,9 @@ train_flags.define_once(
     "with --sparse: time S-FC's first layer alone, gather vs dense (the thresholds)",
 )
 train_flags.define_once(flags.DEFINE_list, "densities", ["0.003", "0.03", "0.3"], "--sparse: first-layer densities")
-train_flags.define_once(flags.DEFINE_list, "alphas", ["1", "4"], "--sparse: S-FC widths α")
+train_flags.define_once(flags.DEFINE_list, "sparse_alphas", ["1", "4"], "--sparse: S-FC widths α")
 train_flags.define_once(flags.DEFINE_list, "batch_sizes", ["1", "512"], "--sparse: inference batch sizes")
-train_flags.define_shared_flags()
+train_flags.define_shared_flags("out", "runs")
 FLAGS = flags.FLAGS
 
 
@@ -100,14 +101,16 @@ def sparse_table() -> None:
         return
     if FLAGS.crossover:
         rows = sparse_benchmark.layer_crossover(
-            [int(a) for a in FLAGS.alphas], [_density(d) for d in FLAGS.densities], [int(b) for b in FLAGS.batch_sizes]
+            [int(a) for a in FLAGS.sparse_alphas],
+            [_density(d) for d in FLAGS.densities],
+            [int(b) for b in FLAGS.batch_sizes],
         )
         print(sparse_benchmark.crossover_markdown(rows))
         if FLAGS.out:
             files.atomic_write_json(FLAGS.out, rows)
         return
     report = sparse_benchmark.run(
-        alphas=[int(a) for a in FLAGS.alphas],
+        alphas=[int(a) for a in FLAGS.sparse_alphas],
         densities=[_density(d) for d in FLAGS.densities],
         batch_sizes=[int(b) for b in FLAGS.batch_sizes],
     )

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from blasso_jax import figures
+from blasso_jax import figures, models, scaling_figures
 from experiments import flags as train_flags
 
-MODELS = ("s-conv", "s-local", "s-fc", "d-conv", "d-local", "d-fc")
-TABLE1_ALPHA = {"s": 150, "d": 15}
+FIGURE_MODELS = ("s-conv", "s-local", "s-fc", "d-conv", "d-local", "d-fc")
 
-train_flags.define_shared_flags()
+train_flags.define_shared_flags("out")
 train_flags.define_once(flags.DEFINE_list, "alphas", ["1", "2", "4", "8", "16", "32", "64", "128", "256"], "α values")
 train_flags.define_once(flags.DEFINE_list, "image_sides", ["16", "32", "64", "128", "256"], "image sides (px)")
 FLAGS = flags.FLAGS
@@ -27,24 +26,24 @@ FLAGS = flags.FLAGS
 def sizes() -> tuple[dict[str, dict[int, int]], dict[str, dict[int, int]]]:
     """(weights by α at 32×32, weights by image side at Table 1's α) for every model, CIFAR-10's 10 classes."""
     by_alpha = {
-        name: {a: sum(figures.layer_weights(name, a, 10, (32, 32, 3)).values()) for a in map(int, FLAGS.alphas)}
-        for name in MODELS
+        name: {a: sum(models.layer_weights(name, a, 10, (32, 32, 3)).values()) for a in map(int, FLAGS.alphas)}
+        for name in FIGURE_MODELS
     }
     by_side = {
         name: {
-            side: sum(figures.layer_weights(name, TABLE1_ALPHA[name[0]], 10, (side, side, 3)).values())
+            side: sum(models.layer_weights(name, models.MODELS[name].paper_alpha, 10, (side, side, 3)).values())
             for side in map(int, FLAGS.image_sides)
         }
-        for name in MODELS
+        for name in FIGURE_MODELS
     }
     return by_alpha, by_side
 
 
 def body() -> None:
     by_alpha, by_side = sizes()
-    for name in MODELS:
+    for name in FIGURE_MODELS:
         print(f"{name}: " + ", ".join(f"α={a}: {n:,}" for a, n in by_alpha[name].items()))
-    paths = figures.save_figure(figures.plot_sizes(by_alpha, by_side), FLAGS.out or "figures/fig1")
+    paths = figures.save_figure(scaling_figures.plot_sizes(by_alpha, by_side), FLAGS.out or "figures/fig1")
     print(f"figure: {', '.join(map(str, paths))}")
 
 

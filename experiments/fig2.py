@@ -20,6 +20,7 @@ in both; `<workdir>/fig2.md` holds the table.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -27,14 +28,14 @@ from typing import NamedTuple
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import figures, files, report, train
+from blasso_jax import figures, files, report, scaling_figures, sweep
 from experiments import flags as train_flags
 
 PAPER_ORDER = ("resnet18", "d-conv", "s-conv", "3-fc")  # fewest weights to fit, and best test accuracy, first
 
 train_flags.define_train_flags()
 flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
-train_flags.define_shared_flags()
+train_flags.define_shared_flags("seeds", "datasets", "out")
 train_flags.define_once(flags.DEFINE_list, "models", list(PAPER_ORDER), "architectures to train")
 train_flags.define_once(flags.DEFINE_list, "alphas", ["1", "2", "4", "8", "16", "32", "64"], "α values")
 train_flags.define_once(
@@ -109,29 +110,25 @@ def cells(config: config_lib.TrainConfig) -> list[config_lib.TrainConfig]:
 def body() -> None:
     if not 0 < FLAGS.fit_accuracy <= 1:
         raise ValueError(f"--fit_accuracy is a fraction of the training set, in (0, 1]; got {FLAGS.fit_accuracy}")
-    runs = cells(train_flags.config_from_flags())
-    for cell in runs:
-        cell.validate()
+    config = train_flags.config_from_flags()
     root = Path(FLAGS.workdir or "runs/fig2")
-    print(f"{len(runs)} runs of {runs[0].epochs} epochs ({len(runs) * runs[0].epochs} epochs in all) in {root}")
+    seeds = sweep.parse_seeds(FLAGS.seeds, config.seed)
+    done = sweep.run_cells(cells(config), root, seeds, name=lambda c: f"alpha{c.alpha}/{config_lib.run_name(c)}")
     ladders: dict[str, dict[str, list[Rung]]] = {}
     rows = []
-    for cell in runs:
-        workdir = root / f"alpha{cell.alpha}" / config_lib.run_name(cell)
-        results = train.run_once(cell, workdir)
-        final = files.read_jsonl(workdir / "metrics.jsonl")[-1]
-        rung = Rung(
-            cell.alpha,
-            sum(results["dense_per_layer"].values()),
-            final["train_accuracy"],
-            results["test_accuracy"]["best"],
+    for cell in done:
+        finals = [files.read_jsonl(workdir / "metrics.jsonl")[-1]["train_accuracy"] for workdir in cell.workdirs]
+        tests = cell.values(lambda r: r["test_accuracy"]["best"])
+        weights = sum(cell.run_results["dense_per_layer"].values())
+        rung = Rung(cell.config.alpha, weights, statistics.mean(finals), statistics.mean(tests))
+        dataset = report.dataset_label(cell.config.dataset)
+        ladders.setdefault(dataset, {}).setdefault(cell.config.model, []).append(rung)
+        train_percent = report.mean_std([100 * f for f in finals], 1)
+        test_percent = cell.mean_std(lambda r: r["test_accuracy"]["best"])
+        rows.append(
+            [dataset, cell.config.model, cell.config.alpha, weights, cell.config.epochs, train_percent, test_percent]
         )
-        dataset = report.dataset_label(cell.dataset)
-        ladders.setdefault(dataset, {}).setdefault(cell.model, []).append(rung)
-        train_percent, test_percent = report.percent(rung.train_accuracy), report.percent(rung.test_accuracy)
-        rows.append([dataset, cell.model, cell.alpha, rung.weights, results["epochs"], train_percent, test_percent])
     table = report.markdown_table(HEADERS, rows)
-    files.atomic_write_bytes(root / "fig2.md", (table + "\n").encode())
     accuracy = {
         dataset: {
             model_label(name): {r.weights: (100 * r.train_accuracy, 100 * r.test_accuracy) for r in ladder}
@@ -146,9 +143,8 @@ def body() -> None:
         }
         for dataset, by_model in ladders.items()
     }
-    figure = figures.plot_width_ladders(accuracy, mdl, FLAGS.fit_accuracy)
-    paths = figures.save_figure(figure, FLAGS.out or str(root / "fig2"))
-    print(f"\n{table}\n\ntable: {root / 'fig2.md'}\nfigure: {', '.join(map(str, paths))}")
+    figure = scaling_figures.plot_width_ladders(accuracy, mdl, FLAGS.fit_accuracy)
+    sweep.write_table(root / "fig2.md", table, *figures.save_figure(figure, FLAGS.out or str(root / "fig2")))
     for dataset, by_model in ladders.items():
         print(f"{dataset}: {order_verdict(by_model, FLAGS.fit_accuracy)}")
 

@@ -18,31 +18,28 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import figures, files, rundir, train
+from blasso_jax import figures, files, rundir, sweep
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
 flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
-train_flags.define_shared_flags()
+train_flags.define_shared_flags("runs", "seeds", "datasets", "out")
 train_flags.define_once(flags.DEFINE_list, "labels", None, "one legend label per run (default: the directory names)")
 train_flags.define_once(flags.DEFINE_bool, "launch", False, "train (or resume) the S-FC runs of --datasets first")
 FLAGS = flags.FLAGS
 
 
 def launch_runs() -> list[Path]:
-    """Trains or resumes one S-FC run per --datasets entry in --workdir (default runs/fig3); returns their dirs."""
+    """Trains or resumes one S-FC run per --datasets entry (and --seeds) in --workdir (default runs/fig3); returns
+    their directories."""
     config = train_flags.config_from_flags()
     if config.model != "s-fc":
         raise ValueError(f"Figure 3 follows S-FC's layers; --model is {config.model!r}, use s-fc")
-    root = Path(FLAGS.workdir or "runs/fig3")
-    run_dirs = []
-    for dataset in FLAGS.datasets:
-        cell = config.replace(dataset=dataset)
-        run_dir = root / config_lib.run_name(cell)
-        train.run_once(cell, run_dir)
-        run_dirs.append(run_dir)
-    return run_dirs
+    seeds = sweep.parse_seeds(FLAGS.seeds, config.seed)
+    done = sweep.run_cells(
+        [config.replace(dataset=d) for d in FLAGS.datasets], Path(FLAGS.workdir or "runs/fig3"), seeds
+    )
+    return [workdir for cell in done for workdir in cell.workdirs]
 
 
 def read_run(run_dir: Path) -> tuple[list[dict], tuple[int, tuple[int, ...]], int]:

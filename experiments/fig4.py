@@ -35,7 +35,7 @@ train_flags.define_once(flags.DEFINE_integer, "draw_seed", 0, "seed of the rando
 train_flags.define_once(
     flags.DEFINE_bool, "best", False, "load the checkpoint of best validation accuracy, not the latest"
 )
-train_flags.define_shared_flags()
+train_flags.define_shared_flags("out")
 FLAGS = flags.FLAGS
 
 

@@ -11,17 +11,19 @@ test accuracy (at the best validation epoch) against the kernel size, one panel 
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import figures, files, methods, report, train
+from blasso_jax import figures, methods, report, scaling_figures, sweep
+from blasso_jax.models import MODELS, layer_weights
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
 flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
-train_flags.define_shared_flags()
+train_flags.define_shared_flags("seeds", "datasets", "out")
 train_flags.define_once(flags.DEFINE_list, "kernel_sizes", ["3", "5", "7", "9", "11", "13", "15"], "block kernel sizes")
 FLAGS = flags.FLAGS
 
@@ -29,34 +31,39 @@ METHODS = ("blasso", "sgd")
 
 
 def cells(config: config_lib.TrainConfig) -> list[config_lib.TrainConfig]:
-    """Every (dataset, kernel size, method) run of the figure, ResNet18 over the base config."""
+    """Every (dataset, kernel size, method) run of the figure: ResNet18 over the base config, at the standard width
+    α=64 (`models.MODELS`) unless --alpha or the --config preset sets α."""
+    alpha = config.alpha if train_flags.set_explicitly("alpha") else MODELS["resnet18"].paper_alpha
     return [
-        config.replace(model="resnet18", dataset=dataset, kernel_size=int(k), method=method)
+        config.replace(model="resnet18", alpha=alpha, dataset=dataset, kernel_size=int(k), method=method)
         for dataset in FLAGS.datasets
         for k in FLAGS.kernel_sizes
         for method in METHODS
     ]
 
 
+def weights(cell: config_lib.TrainConfig) -> str:
+    """The plan's description of a cell: its weight count (10 classes: a CIFAR-10-sized head)."""
+    count = sum(layer_weights("resnet18", cell.alpha, 10, (32, 32, 3), kernel_size=cell.kernel_size).values())
+    return f"ResNet18 α={cell.alpha}, k={cell.kernel_size}: {count:,} weights"
+
+
 def body() -> None:
-    runs = cells(train_flags.config_from_flags())
-    for cell in runs:
-        cell.validate()
+    config = train_flags.config_from_flags()
     root = Path(FLAGS.workdir or "runs/fig5")
-    print(f"{len(runs)} runs of {runs[0].epochs} epochs ({len(runs) * runs[0].epochs} epochs in all) in {root}")
+    seeds = sweep.parse_seeds(FLAGS.seeds, config.seed)
     accuracy: dict[str, dict[str, dict[int, float]]] = {}
     rows = []
-    for cell in runs:
-        results = train.run_once(cell, root / config_lib.run_name(cell))
-        label = methods.get(cell.method).label(cell)
-        dataset = report.dataset_label(cell.dataset)
-        best = report.percent(results["test_accuracy"]["best"])
-        accuracy.setdefault(dataset, {}).setdefault(label, {})[cell.kernel_size] = best
-        rows.append([dataset, cell.kernel_size, label, results["epochs"], best])
+    for cell in sweep.run_cells(cells(config), root, seeds, describe=weights):
+        label = methods.get(cell.config.method).label(cell.config)
+        dataset = report.dataset_label(cell.config.dataset)
+        tests = cell.values(lambda r: r["test_accuracy"]["best"])
+        accuracy.setdefault(dataset, {}).setdefault(label, {})[cell.config.kernel_size] = 100 * statistics.mean(tests)
+        best = cell.mean_std(lambda r: r["test_accuracy"]["best"])
+        rows.append([dataset, cell.config.kernel_size, label, cell.config.epochs, best])
     table = report.markdown_table(("dataset", "kernel", "method", "epochs", "test % (best val)"), rows)
-    files.atomic_write_bytes(root / "fig5.md", (table + "\n").encode())
-    paths = figures.save_figure(figures.plot_kernel_sizes(accuracy), FLAGS.out or str(root / "fig5"))
-    print(f"\n{table}\n\ntable: {root / 'fig5.md'}\nfigure: {', '.join(map(str, paths))}")
+    paths = figures.save_figure(scaling_figures.plot_kernel_sizes(accuracy), FLAGS.out or str(root / "fig5"))
+    sweep.write_table(root / "fig5.md", table, *paths)
 
 
 def main(argv):

@@ -15,29 +15,12 @@ from absl import app, flags, logging
 
 from blasso_jax import config as config_lib
 from blasso_jax import rundir, stopping
+from blasso_jax.checkpoints import CheckpointError
+from blasso_jax.records import NonFiniteLossError
 from blasso_jax.rundir import WorkdirError
-from blasso_jax.train import NonFiniteLossError
 
 # Errors a user can act on: entry points print them as one `error: …` line and exit 1.
-USER_ERRORS = (ValueError, OSError, WorkdirError, NonFiniteLossError)
-
-_HELP = {
-    "model": f"architecture: {', '.join(config_lib.MODEL_NAMES)}",
-    "permute_pixels": "apply one fixed random permutation of pixel positions (seed 0) to train, validation and test",
-    "alpha": "base channels α",
-    "dataset": "tfds name (cifar10, cifar100, svhn_cropped, …), 'synthetic', or a local image folder / .tar.gz / .npz",
-    "data_dir": "tfds data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
-    "method": "blasso or sgd",
-    "beta": "β of β-LASSO (threshold β·λ)",
-    "l1_first": "λ of the first (convolution-like) layer",
-    "l1_rest": "λ of the other weight layers",
-    "augment": "auto (the dataset's default: fast_autoaugment for CIFAR-10/100 and SVHN), fast_autoaugment, "
-    "crop_flip, crop or none",
-    "precision": "bf16 (bf16 matmuls, fp32 params/BatchNorm/update) or fp32",
-    "on_nonfinite": "stop (exit non-zero) or skip (skip and count the step) on a NaN/inf loss",
-    "tensorboard": "also write each epoch's metrics (and FC first-layer filters) as TensorBoard events in "
-    "<workdir>/tensorboard",
-}
+USER_ERRORS = (ValueError, OSError, WorkdirError, NonFiniteLossError, CheckpointError)
 
 
 def define_train_flags() -> None:
@@ -61,7 +44,7 @@ def define_train_flags() -> None:
     hints = typing.get_type_hints(config_lib.TrainConfig)
     for field in dataclasses.fields(config_lib.TrainConfig):
         kind = hints[field.name]
-        help_text = f"{_HELP.get(field.name, field.name.replace('_', ' '))} [{_preset_values(field.name)}]"
+        help_text = f"{_field_help(field.name)} [{_preset_values(field.name)}]"
         if field.name == "synthetic_shape":
             flags.DEFINE_list(field.name, None, "synthetic image shape H,W,C")
         elif kind is bool:
@@ -74,6 +57,14 @@ def define_train_flags() -> None:
             flags.DEFINE_string(field.name, None, help_text)
 
 
+def _field_help(name: str) -> str:
+    """A config field's help, with the registered models and methods where it names one of them."""
+    from blasso_jax import methods, models
+
+    valid = {"model": models.MODELS, "method": methods.METHODS}.get(name)
+    return config_lib.field_help(name) + (f": {', '.join(valid)}" if valid else "")
+
+
 def _preset_values(name: str) -> str:
     """What each preset sets `name` to, for --help: 'table2: 50, cpu_locality: 1, …' (the others keep table2's)."""
     default = getattr(config_lib.TrainConfig(), name)
@@ -82,19 +73,43 @@ def _preset_values(name: str) -> str:
     return ", ".join(values)
 
 
+def set_explicitly(name: str) -> bool:
+    """Whether config field `name` was given as a flag or is set by the --config preset (not left at the default)."""
+    return flags.FLAGS[name].present or name in config_lib.PRESETS[flags.FLAGS.config]
+
+
 def define_once(define, name: str, default, help_text: str) -> None:
-    """Defines a flag unless another entry point in this process has (absl flags are global); either may override."""
+    """Defines a flag of the entry point that calls this, unless another entry point in this process has (absl flags
+    are global; either may override), and lists it in that entry point's `--help` either way."""
+    module = _entry_module()
     if name not in flags.FLAGS:
-        define(name, default, help_text, allow_override=True)
+        define(name, default, help_text, allow_override=True, module_name=module)
+    else:
+        flags.FLAGS.register_key_flag_for_module(module, flags.FLAGS[name])
 
 
-def define_shared_flags() -> None:
-    """Flags several entry points take, each defined once with one meaning."""
-    define_once(flags.DEFINE_list, "runs", None, "run directories to read (comma-separated)")
-    define_once(flags.DEFINE_list, "datasets", ["cifar10"], "datasets of a sweep (tfds names or local paths)")
-    define_once(
-        flags.DEFINE_string, "out", None, "where to write: a figure path without suffix (.png and .pdf), or a file"
-    )
+def _entry_module() -> str:
+    """The module (as absl names it: the script path when run as `python -m`) of the first caller outside here."""
+    frame = sys._getframe(1)
+    while frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    name = frame.f_globals.get("__name__", "")
+    return sys.argv[0] if name == "__main__" else name
+
+
+_SHARED_FLAGS = {
+    "runs": (flags.DEFINE_list, None, "run directories to read (comma-separated)"),
+    "seeds": (flags.DEFINE_list, None, "train every run once per seed, e.g. 0,1,2; tables show mean ± std"),
+    "datasets": (flags.DEFINE_list, ["cifar10"], "datasets of a sweep (tfds names or local paths)"),
+    "out": (flags.DEFINE_string, None, "where to write: a figure path without suffix (.png and .pdf), or a file"),
+}
+
+
+def define_shared_flags(*names: str) -> None:
+    """The flags `names` (of `_SHARED_FLAGS`), which several entry points take with one meaning each."""
+    for name in names:
+        define, default, help_text = _SHARED_FLAGS[name]
+        define_once(define, name, default, help_text)
 
 
 def config_from_flags(*layers: str) -> config_lib.TrainConfig:

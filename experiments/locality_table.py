@@ -18,7 +18,7 @@ from blasso_jax import analysis, export, files, report, rundir
 from blasso_jax.counting import FIRST_LAYER
 from experiments import flags as train_flags
 
-train_flags.define_shared_flags()
+train_flags.define_shared_flags("runs", "out")
 FLAGS = flags.FLAGS
 
 

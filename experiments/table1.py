@@ -12,13 +12,13 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import files, methods, paper, report, train
-from blasso_jax.models import MODEL_NAMES
+from blasso_jax import methods, paper, report, sweep
+from blasso_jax.models import MODEL_NAMES, MODELS
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
 flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
+train_flags.define_shared_flags("seeds")
 train_flags.define_once(flags.DEFINE_list, "models", list(MODEL_NAMES), "architectures to train")
 train_flags.define_once(
     flags.DEFINE_integer, "deep_alpha", None, "α of the D-* models (default: α/10, as Table 1's sizes imply)"
@@ -28,23 +28,31 @@ FLAGS = flags.FLAGS
 HEADERS = ("model", "α", "weights", "epochs", "test % (best val)", "paper 400 ep.", "paper 4000 ep.")
 
 
+def model_alpha(name: str, alpha: int, deep_alpha: int | None) -> int:
+    """α of model `name` in Table 1: `alpha` for the shallow models; for the others `deep_alpha`, or `alpha` scaled
+    as the paper's sizes scale it (the deep models' α is a tenth of the shallow ones')."""
+    entry, shallow = MODELS[name], MODELS["s-fc"].paper_alpha
+    if entry.paper_alpha == shallow:
+        return alpha
+    return deep_alpha or max(1, alpha * entry.paper_alpha // shallow)
+
+
 def body() -> None:
     config = train_flags.config_from_flags("table1")
-    deep_alpha = FLAGS.deep_alpha or max(1, config.alpha // 10)
     root = Path(FLAGS.workdir or "runs/table1")
+    seeds = sweep.parse_seeds(FLAGS.seeds, config.seed)
+    cells = [config.replace(model=n, alpha=model_alpha(n, config.alpha, FLAGS.deep_alpha)) for n in FLAGS.models]
     key = paper.paper_dataset(config.dataset)
     rows = []
-    for name in FLAGS.models:
-        cell = config.replace(model=name, alpha=deep_alpha if name.startswith("d-") else config.alpha)
-        results = train.run_once(cell, root / config_lib.run_name(cell))
+    for cell in sweep.run_cells(cells, root, seeds):
+        name = cell.config.model
         figures = paper.TABLE1.get(key, {}).get(name, (None, None))
-        weights = sum(results["dense_per_layer"].values())
-        best = report.percent(results["test_accuracy"]["best"])
-        rows.append([name, cell.alpha, weights, results["epochs"], best, *figures])
+        weights = sum(cell.run_results["dense_per_layer"].values())
+        best = cell.mean_std(lambda r: r["test_accuracy"]["best"])
+        rows.append([name, cell.config.alpha, weights, cell.config.epochs, best, *figures])
     label = methods.get(config.method).label(config)
     table = f"{report.dataset_label(config.dataset)}, {label}\n\n" + report.markdown_table(HEADERS, rows)
-    files.atomic_write_bytes(root / "table1.md", (table + "\n").encode())
-    print(f"\n{table}\n\ntable: {root / 'table1.md'}")
+    sweep.write_table(root / "table1.md", table)
 
 
 def main(argv):

@@ -15,17 +15,19 @@ point>`, and reports the configuration of best validation accuracy with its test
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from absl import app, flags
 
 from blasso_jax import config as config_lib
-from blasso_jax import files, methods, parallel, report, train
+from blasso_jax import methods, parallel, report, train
+from blasso_jax import sweep as sweep_lib
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
 flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
-train_flags.define_shared_flags()
+train_flags.define_shared_flags("seeds", "datasets")
 train_flags.define_once(
     flags.DEFINE_bool, "sweep", False, "run β ∈ {0, 1, 50} and SGD over --datasets and print one table"
 )
@@ -44,67 +46,73 @@ FLAGS = flags.FLAGS
 SWEEP = (("blasso", {"beta": 0.0}), ("blasso", {"beta": 1.0}), ("blasso", {"beta": 50.0}), ("sgd", {}))
 
 
-def sweep(config: config_lib.TrainConfig) -> None:
-    """Trains or reads back every cell of the sweep over --datasets and writes `<workdir>/table2.md`."""
+def sweep_cells(config: config_lib.TrainConfig) -> list[config_lib.TrainConfig]:
+    return [config.replace(dataset=d, method=m, **fields) for d in FLAGS.datasets for m, fields in SWEEP]
+
+
+def sweep(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
+    """Trains or reads back every cell of the sweep over --datasets and --seeds and writes `<workdir>/table2.md`."""
     root = Path(FLAGS.workdir or "runs/table2")
-    cells = [config.replace(dataset=d, method=m, **fields) for d in FLAGS.datasets for m, fields in SWEEP]
-    rows = [report.table2_row(train.run_once(cell, root / config_lib.run_name(cell))) for cell in cells]
-    table = report.markdown_table(report.TABLE2_HEADERS, rows)
-    files.atomic_write_bytes(root / "table2.md", (table + "\n").encode())
-    print(f"\n{table}\n\ntable: {root / 'table2.md'}")
+    done = sweep_lib.run_cells(sweep_cells(config), root, seeds)
+    rows = [report.table2_row(cell.results) for cell in done]
+    sweep_lib.write_table(root / "table2.md", report.markdown_table(report.TABLE2_HEADERS, rows))
 
 
-def grid_sweep(config: config_lib.TrainConfig, grid: str) -> None:
-    """Trains or reads back every grid point of every sweep cell, selects each cell's point by validation
-    accuracy and writes the selected configurations with their accuracies to `<workdir>/table2.md`."""
+def grid_sweep(config: config_lib.TrainConfig, grid: str, seeds: tuple[int, ...]) -> None:
+    """Trains or reads back every grid point of every sweep cell (over --seeds), selects each cell's point by its
+    mean validation accuracy and writes the selected configurations with their accuracies to `<workdir>/table2.md`."""
     if config.validation_size == 0:
         raise ValueError("--grid selects by validation accuracy; set --validation_size above 0")
     root = Path(FLAGS.workdir or "runs/table2")
-    cells = [config.replace(dataset=d, method=m, **fields) for d in FLAGS.datasets for m, fields in SWEEP]
-    points = {config_lib.run_name(cell): methods.grid_configs(cell, grid) for cell in cells}
-    total = sum(map(len, points.values()))
-    print(f"{total} runs of {config.epochs} epochs ({total * config.epochs} epochs in all) in {root}, grid {grid!r}")
     rows = []
-    for name, candidates in points.items():
-        results = [train.run_once(point, root / name / grid_point_name(point, grid)) for point in candidates]
-        selected = train.best_by_validation(results)
-        chosen = config_lib.TrainConfig.from_dict(selected["config"])
-        rows.append(
-            [
-                *report.table2_row(selected),
-                report.percent(selected["val_accuracy"]["best"]),
-                grid_point_name(chosen, grid),
-            ]
+    for cell in sweep_cells(config):
+        cell_root = root / config_lib.run_name(cell)
+        points = sweep_lib.run_cells(
+            methods.grid_configs(cell, grid), cell_root, seeds, name=lambda c: grid_point_name(c, grid, len(seeds))
         )
-    table = report.markdown_table((*report.TABLE2_HEADERS, "val % (best)", f"selected of grid {grid!r}"), rows)
-    files.atomic_write_bytes(root / "table2.md", (table + "\n").encode())
-    print(f"\n{table}\n\ntable: {root / 'table2.md'}")
+        selected = max(points, key=lambda p: statistics.mean(p.values(lambda r: r["val_accuracy"]["best"])))
+        val = selected.mean_std(lambda r: r["val_accuracy"]["best"])
+        rows.append([*report.table2_row(selected.results), val, grid_point_name(selected.config, grid)])
+    headers = (*report.TABLE2_HEADERS, "val % (best)", f"selected of grid {grid!r}")
+    sweep_lib.write_table(root / "table2.md", report.markdown_table(headers, rows))
 
 
-def grid_point_name(config: config_lib.TrainConfig, grid: str) -> str:
-    """A grid point's directory name: its values of the grid's fields, e.g. l1_first2e-06-l1_rest5e-06-dropout0."""
+def grid_point_name(config: config_lib.TrainConfig, grid: str, seeds: int = 1) -> str:
+    """A grid point's directory name: its values of the grid's fields, e.g. l1_first2e-06-l1_rest5e-06-dropout0
+    (with `-seed<s>` when the grid runs over several seeds)."""
     fields = (*methods.get(config.method).grids[grid], "dropout")
-    return "-".join(f"{field}{getattr(config, field):g}" for field in fields)
+    name = "-".join(f"{field}{getattr(config, field):g}" for field in fields)
+    return f"{name}-seed{config.seed}" if seeds > 1 else name
 
 
-def train_one(config: config_lib.TrainConfig) -> None:
-    """Trains (or resumes, or stops after --stop_after) one run and prints its Table 2 row."""
-    workdir = FLAGS.workdir or f"runs/table2/{config_lib.run_name(config)}"
-    results = train.train_and_evaluate(
-        config, workdir, resume=FLAGS.resume, overwrite=FLAGS.overwrite, stop_after=FLAGS.stop_after
-    )
-    if results is not None and parallel.is_writer():
+def train_one(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
+    """Trains (or resumes, or stops after --stop_after) one run per seed and prints its Table 2 row (mean ± std)."""
+    results = []
+    for seed in seeds:
+        run = config.replace(seed=seed)
+        workdir = Path(FLAGS.workdir or f"runs/table2/{config_lib.run_name(run)}")
+        workdir = workdir / f"seed{seed}" if FLAGS.workdir and len(seeds) > 1 else workdir
+        results.append(
+            train.train_and_evaluate(
+                run, workdir, resume=FLAGS.resume, overwrite=FLAGS.overwrite, stop_after=FLAGS.stop_after
+            )
+        )
+        if results[-1] is not None and parallel.is_writer():
+            print(f"\nresults: {workdir}/results.json")
+    finished = [r for r in results if r is not None]
+    if finished and parallel.is_writer():
         print()
-        print(report.markdown_table(report.TABLE2_HEADERS, [report.table2_row(results)]))
-        print(f"\nresults: {workdir}/results.json")
+        print(report.markdown_table(report.TABLE2_HEADERS, [report.table2_row(finished)]))
+        print("\n" + report.first_layer_summary(finished))
 
 
 def body() -> None:
     config = train_flags.config_from_flags()
+    seeds = sweep_lib.parse_seeds(FLAGS.seeds, config.seed)
     if FLAGS.grid:
-        grid_sweep(config, FLAGS.grid)
+        grid_sweep(config, FLAGS.grid, seeds)
     else:
-        sweep(config) if FLAGS.sweep else train_one(config)
+        sweep(config, seeds) if FLAGS.sweep else train_one(config, seeds)
 
 
 def main(argv):

@@ -257,7 +257,7 @@ def test_cutout_masks_follow_the_authors_cutout_default():
 
 def test_a_fast_autoaugment_epoch_compiles_once_inside_the_scan():
     from blasso_jax import config as config_lib
-    from blasso_jax import data, models, parallel, step
+    from blasso_jax import data, methods, models, parallel, step
 
     config = config_lib.preset("smoke", batch_size=32)
     dataset = data.load_dataset("synthetic", validation_size=0, synthetic_train_size=96)
@@ -265,10 +265,12 @@ def test_a_fast_autoaugment_epoch_compiles_once_inside_the_scan():
     model = models.create_model("s-fc", 1, 10, dataset.image_shape)
     results = {}
     for policy in ("fast_autoaugment_cifar", "crop_flip"):
-        state = step.create_train_state(config, model, dataset.image_shape, 3, jax.random.key(0))
+        state = step.create_train_state(model, dataset.image_shape, methods.optimizer(config, 3), jax.random.key(0))
         state = parallel.shard_state(state, mesh)
         x, y = (parallel.put_rows(a, mesh) for a in (dataset.x_train, dataset.y_train))
-        epoch = step.make_train_epoch(config, mesh, 96, policy, dataset.mean, dataset.std, host_loop=False)
+        epoch = step.make_train_epoch(
+            mesh, 96, policy, dataset.mean, dataset.std, **config.step_options(), host_loop=False
+        )
         for e in range(3):
             state, totals = epoch(state, x, y, jax.random.key(e))
         assert epoch._cache_size() == 1 and int(totals.examples) == 96 and np.isfinite(float(totals.loss))

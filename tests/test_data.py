@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from blasso_jax import augment, data, local_data
+from blasso_jax import rng as streams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -573,3 +574,19 @@ def test_svhn_extra_adds_the_extra_split_to_training_only(no_network, tmp_path):
     np.testing.assert_array_equal(extra.x_test, plain.x_test)
     with pytest.raises(ValueError, match="svhn_extra adds the 'extra' split of the tfds dataset svhn_cropped"):
         data.load_dataset("cifar10", data_dir=str(tmp_path), svhn_extra=True)
+
+
+@pytest.mark.parametrize("policy", ["crop", "crop_flip"])
+def test_crop_flip_applies_the_drawn_offsets_and_flips(policy):
+    """Each image is cropped at its own draw of the 'crop' stream and mirrored by its own draw of the 'flip'
+    stream, as numpy pads, slices and reverses it: the implementation may change, the augmented batch
+    of a given key may not (a run's numbers depend on it)."""
+    padding, images = 4, np.asarray(_random_images((64, 32, 32, 3), seed=6))
+    key = jax.random.key(6)
+    out = np.asarray(jax.jit(augment.augment_batch, static_argnames="policy")(key, images, policy=policy))
+    offsets = np.asarray(jax.random.randint(streams.child(key, "crop"), (64, 2), 0, 2 * padding + 1))
+    flips = np.asarray(jax.random.bernoulli(streams.child(key, "flip"), shape=(64, 1, 1, 1))).ravel()
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    for image, output, (dy, dx), flip in zip(padded, out, offsets, flips):
+        crop = image[dy : dy + 32, dx : dx + 32]
+        np.testing.assert_array_equal(output, crop[:, ::-1] if flip and policy == "crop_flip" else crop)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from blasso_jax import checkpoints, create_model, figures, files, step, train
+from blasso_jax import checkpoints, create_model, figures, files, methods, step, train
 from blasso_jax import config as config_lib
 from experiments import fig3, fig4
 
@@ -138,7 +138,7 @@ def fabricate_run(workdir, model, sparsity=0.5):
     """A run directory as the trainer leaves it, with a pruned initial state as its only checkpoint (no training)."""
     config = smoke_config(model)
     network = create_model(model, config.alpha, 10, (8, 8, 3))
-    state = step.create_train_state(config, network, (8, 8, 3), 1, jax.random.key(0))
+    state = step.create_train_state(network, (8, 8, 3), methods.optimizer(config, 1), jax.random.key(0))
     kernel = state.params["layer1"]["kernel"]
     keep = jax.random.uniform(jax.random.key(1), kernel.shape) >= sparsity
     state = state.replace(params={**state.params, "layer1": {"kernel": jnp.where(keep, kernel, 0.0)}})

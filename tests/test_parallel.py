@@ -6,7 +6,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import checkpoints, models, parallel, step
+from blasso_jax import checkpoints, methods, models, parallel, step
 from blasso_jax import config as config_lib
 from blasso_jax import data as data_lib
 
@@ -22,59 +22,60 @@ def trained_state(model_name, data, model_parallel, *, epochs=2, method="blasso"
     mesh = parallel.make_mesh(jax.devices()[: data * model_parallel], model_parallel)
     model = models.create_model(model_name, 1, 10, DATASET.image_shape)
     state = parallel.init_sharded(
-        lambda key: step.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
+        lambda key: step.create_train_state(model, DATASET.image_shape, methods.optimizer(config, 4), key),
+        jax.random.key(0),
+        mesh,
     )
     x = parallel.put_rows(DATASET.x_train, mesh)
     y = parallel.put_rows(DATASET.y_train.astype(np.int32), mesh)
-    epoch = step.make_train_epoch(config, mesh, len(DATASET.x_train), "crop_flip", DATASET.mean, DATASET.std)
+    epoch = step.make_train_epoch(
+        mesh, len(DATASET.x_train), "crop_flip", DATASET.mean, DATASET.std, **config.step_options()
+    )
     for e in range(epochs):
         state, totals = epoch(state, x, y, jax.random.key(e))
         assert int(totals.examples) == 256
     return state, mesh
 
 
-def assert_equal_up_to_threshold_flips(a, b, *, rtol=1e-4, atol=1e-5, max_flips=1e-3):
-    """Kernels agree within fp32 tolerance, except entries that sit at the pruning threshold βλ.
-
-    A reduction in another order changes a weight by ~1e-7; when that weight is within ~1e-7 of
-    βλ, one run prunes it and the other keeps it, a difference of βλ itself (plus what the kept
-    weight moves in the remaining steps). Such flips must be rare (a share below `max_flips`) and
-    every one must lie near the threshold.
-    """
-    thresholds = {"layer1": BETA * L1_FIRST}
-    for layer in a:
-        if "kernel" not in a[layer]:
-            np.testing.assert_allclose(a[layer]["scale"], b[layer]["scale"], rtol=rtol, atol=atol)
-            continue
-        u, v = a[layer]["kernel"], b[layer]["kernel"]
-        threshold = thresholds.get(layer, BETA * L1_REST)
-        flips = (u == 0) != (v == 0)
-        assert flips.mean() < max_flips, (layer, flips.mean())
-        assert np.all(np.abs(np.where(flips, u + v, 0)) < 2 * threshold), (
-            layer,
-            np.abs(np.where(flips, u + v, 0)).max() / threshold,
-        )
-        np.testing.assert_allclose(np.where(flips, 0, u), np.where(flips, 0, v), rtol=rtol, atol=atol, err_msg=layer)
+# Two layouts of one computation reduce in different orders. A float32 sum of L terms reordered differs by
+# random-signed roundings, which grow as sqrt(L)·u (Higham & Mary 2019, probabilistic rounding error analysis)
+# rather than the worst case L·u: at L = 3072 (S-FC's fan-in) that is 6.6e-6 relative per reduction, 2.6e-5 over
+# the 4 steps compared, so rtol 1e-4 holds with a 4x margin on any CPU. A discontinuous update would not: a weight
+# that one layout puts 1e-7 below the threshold βλ and the other 1e-7 above it ends 2βλ apart, so the equality is
+# checked with SGD (smooth in the weights) and β-LASSO's thresholding on shards on its own, exactly.
+RTOL, ATOL = 1e-4, 1e-5
 
 
 @pytest.mark.parametrize("model_name", ["s-fc", "d-fc"])
 def test_model_sharded_equals_data_parallel(model_name):
-    sharded, _ = trained_state(model_name, 2, 4, epochs=1)
+    sharded, _ = trained_state(model_name, 2, 4, epochs=1, method="sgd")
     kernel = sharded.params["layer1"]["kernel"]
     assert kernel.sharding.spec == P(None, "model")  # the run really was model-sharded
     assert {s.data.shape for s in kernel.addressable_shards} == {(3072, kernel.shape[1] // 4)}
-    replicated, _ = trained_state(model_name, 8, 1, epochs=1)
+    replicated, _ = trained_state(model_name, 8, 1, epochs=1, method="sgd")
     assert replicated.params["layer1"]["kernel"].sharding.is_fully_replicated
     a, b = (
         jax.device_get((sharded.params, sharded.batch_stats)),
         jax.device_get((replicated.params, replicated.batch_stats)),
     )
-    assert_equal_up_to_threshold_flips(a[0], b[0])
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5), a[1], b[1])
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=RTOL, atol=ATOL), a, b)
     initial = jax.device_get(trained_state(model_name, 8, 1, epochs=0)[0].params)
     moved = max(float(np.max(np.abs(u - v))) for u, v in zip(jax.tree.leaves(a[0]), jax.tree.leaves(initial)))
-    assert moved > 1e-3
-    assert np.mean(a[0]["layer1"]["kernel"] == 0) > 0.01  # β-LASSO pruned on the shards
+    assert moved > 100 * ATOL  # the epoch moved the weights far more than the tolerance
+
+
+def test_blasso_thresholds_model_sharded_kernels_exactly():
+    """After β-LASSO on a model-sharded mesh every kernel entry is exactly 0 or at least βλ in magnitude (the
+    threshold is elementwise, so it holds on any CPU), and the first layer really was pruned on its shards."""
+    state, _ = trained_state("s-fc", 2, 4, epochs=1)
+    assert state.params["layer1"]["kernel"].sharding.spec == P(None, "model")
+    params = jax.device_get(state.params)
+    for layer, leaves in params.items():
+        if "kernel" in leaves:
+            magnitude = np.abs(leaves["kernel"])
+            threshold = BETA * (L1_FIRST if layer == "layer1" else L1_REST)
+            assert np.all((magnitude == 0) | (magnitude >= np.float32(threshold))), layer
+    assert np.mean(params["layer1"]["kernel"] == 0) > 0.01
 
 
 def test_each_device_holds_a_kth_of_the_kernels():
@@ -97,7 +98,9 @@ def test_blasso_update_on_shards_moves_nothing_between_devices():
     mesh = parallel.make_mesh(jax.devices(), 8)
     model = models.create_model("s-fc", 1, 10, DATASET.image_shape)
     state = parallel.init_sharded(
-        lambda key: step.create_train_state(config, model, DATASET.image_shape, 4, key), jax.random.key(0), mesh
+        lambda key: step.create_train_state(model, DATASET.image_shape, methods.optimizer(config, 4), key),
+        jax.random.key(0),
+        mesh,
     )
     grads = jax.tree.map(lambda p: p * 0.5 + 1e-3, state.params)
     update = jax.jit(lambda s, g: s.apply_gradients(grads=g))

@@ -29,8 +29,8 @@ def test_permute_pixels_flag_permutes_every_split_alike():
     from blasso_jax import train
 
     plain = config_lib.TrainConfig(dataset="synthetic", validation_size=64, batch_size=64)
-    original = train._load_data(plain)
-    permuted = train._load_data(plain.replace(permute_pixels=True))
+    original = train.load_data(plain)
+    permuted = train.load_data(plain.replace(permute_pixels=True))
     permutation = pixel_permutation(0, *original.image_shape[:2])
     for split in ("x_train", "x_val", "x_test"):
         np.testing.assert_array_equal(getattr(permuted, split), permute_pixels(getattr(original, split), permutation))

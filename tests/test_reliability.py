@@ -17,7 +17,7 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from blasso_jax import augment, checkpoints, files, models, rundir, step, train
+from blasso_jax import augment, checkpoints, files, methods, models, rundir, step, train
 from blasso_jax import config as config_lib
 from blasso_jax.progress import Progress
 from experiments import table2
@@ -376,7 +376,7 @@ def test_checkpoint_stores_each_tensor_once(tmp_path):
     config = config_lib.preset("smoke", epochs=1)
     dataset_shape = (32, 32, 3)
     model = models.create_model("s-fc", 1, 10, dataset_shape)
-    state = step.create_train_state(config, model, dataset_shape, 4, jax.random.key(0))
+    state = step.create_train_state(model, dataset_shape, methods.optimizer(config, 4), jax.random.key(0))
     params_bytes = checkpoints.tree_bytes(state.params) + checkpoints.tree_bytes(state.batch_stats)
     # β-LASSO keeps no per-parameter optimizer state (only the schedule's step count).
     assert checkpoints.tree_bytes(state.opt_state) < 64

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from blasso_jax import augment, autoaugment, models, parallel, rng, step
+from blasso_jax import augment, autoaugment, methods, models, parallel, rng, step
 from blasso_jax import config as config_lib
 from blasso_jax import data as data_lib
 
@@ -44,9 +44,11 @@ def test_the_keys_one_epoch_consumes_are_all_distinct(monkeypatch, policy):
     dataset = data_lib.load_dataset("synthetic", validation_size=0, synthetic_train_size=96, seed=0)
     mesh = parallel.make_mesh(jax.devices()[:1])
     model = models.create_model("s-fc", 1, 10, dataset.image_shape, dropout=0.5)
-    state = step.create_train_state(config, model, dataset.image_shape, 3, rng.init_key(0))
+    state = step.create_train_state(model, dataset.image_shape, methods.optimizer(config, 3), rng.init_key(0))
     with jax.disable_jit():
-        epoch = step.make_train_epoch(config, mesh, 96, policy, dataset.mean, dataset.std, host_loop=True)
+        epoch = step.make_train_epoch(
+            mesh, 96, policy, dataset.mean, dataset.std, **config.step_options(), host_loop=True
+        )
         epoch(state, dataset.x_train, dataset.y_train.astype(np.int32), rng.epoch_key(0, 1))
 
     names = [name for name, _ in seen]

@@ -1,0 +1,49 @@
+"""A finished run's summary: `results.json` (best-validation and final accuracies, sizes, provenance) and its
+sparse weights, both written atomically by process 0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from blasso_jax import analysis, export, files, parallel
+from blasso_jax.checkpoints import tree_bytes
+from blasso_jax.counting import kernel_sizes
+from blasso_jax.records import best_record
+from blasso_jax.rundir import git_commit
+
+
+def summarise(run: Any, wall_seconds: float) -> dict[str, Any]:
+    """Writes `sparse_params.npz` and `results.json` of the finished `run` and returns the results."""
+    workdir, final, best = run.workdir, run.history[-1], best_record(run.history)
+    params, batch_stats = parallel.fetch((run.state.params, run.state.batch_stats))
+    if parallel.is_writer():
+        export.save(workdir / "sparse_params.npz", params, batch_stats, info=export.model_info(run.config, run.dataset))
+    parallel.sync("sparse params written")
+    selected = best or final  # model selection by validation accuracy, as the paper; else the final epoch
+    results = {
+        "val_accuracy": {"best": best["val_accuracy"] if best else None, "final": final["val_accuracy"]},
+        # "best" is the test accuracy at the epoch of best validation accuracy.
+        "test_accuracy": {"best": selected["test_accuracy"], "final": final["test_accuracy"]},
+        "best_epoch": selected["epoch"],
+        "nonzero_per_layer": final["nonzero_per_layer"],
+        "dense_per_layer": kernel_sizes(params),
+        "description_length": analysis.description_length(params),
+        "locality": final.get("locality"),
+        # The trained weights stored as (index, value) pairs against the dense float32 arrays.
+        "sparse_export_bytes": (workdir / "sparse_params.npz").stat().st_size,
+        "dense_bytes": tree_bytes((params, batch_stats)),
+        "checkpoint_bytes": sum(
+            f.stat().st_size for f in (workdir / "checkpoints" / str(final["epoch"])).rglob("*") if f.is_file()
+        ),
+        "epochs": final["epoch"],
+        "config": run.config.to_dict(),
+        "git_commit": git_commit(),
+        "device_kind": jax.devices()[0].device_kind,
+        "device_count": jax.device_count(),
+        "wall_seconds": wall_seconds,
+    }
+    if parallel.is_writer():
+        files.atomic_write_json(workdir / "results.json", results)
+    return results

@@ -1,0 +1,103 @@
+"""Committed evidence of finished FC runs: one JSON per run (accuracy, per-unit locality against each unit's own
+permutation null, window-cropped accuracy, the command), a table of mean ± std per method, a histogram of the
+per-unit ratios, and the first layer of one run as `layer1.npz`.
+
+    python -m experiments.evidence --runs=runs/a/blasso-s0,runs/a/sgd-s0 --out=docs/results/cpu_augment
+    python -m experiments.evidence --out=docs/results/cpu_augment --table        # the table and histogram only
+    python -m experiments.evidence --runs=runs/a/blasso-s1 --out=docs/results/cpu_augment --kernel_from=runs/a/blasso-s1
+
+Each run's dataset is loaded as the run loaded it (its config), for the test images and the normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+from blasso_jax import analysis, evidence, figures, files, methods, rundir, sweep, train
+from blasso_jax.counting import FIRST_LAYER
+from experiments import evidence_outputs
+from experiments import flags as train_flags
+
+train_flags.define_shared_flags("runs", "out")
+train_flags.define_once(flags.DEFINE_bool, "table", False, "write the table and histogram of every JSON in --out")
+train_flags.define_once(flags.DEFINE_string, "kernel_from", None, "a run whose first layer goes to <out>/layer1.npz")
+train_flags.define_once(flags.DEFINE_integer, "window", 9, "side of the window of the locality and the cropping")
+train_flags.define_once(
+    flags.DEFINE_list, "figure4", None, "run directories whose 64 most local first-layer units are drawn side by side"
+)
+train_flags.define_once(flags.DEFINE_string, "figure4_out", None, "the Figure 4 path without suffix (.png and .pdf)")
+FLAGS = flags.FLAGS
+
+
+def write_run(run_dir: Path, out: Path) -> dict:
+    """The evidence JSON of one finished run, written to `<out>/<run directory name>.json`."""
+    if not (run_dir / "results.json").is_file():
+        raise ValueError(f"{run_dir} holds no finished run (results.json)")
+    config, _ = rundir.read_run_info(run_dir)
+    record = evidence.run_evidence(run_dir, train.load_data(config), FLAGS.window)
+    record["label"] = methods.get(config.method).label(config)
+    files.atomic_write_json(out / f"{run_dir.name}.json", record)
+    locality = record["locality"]
+    print(
+        f"{run_dir.name}: test {100 * record['test_accuracy']['best']:.2f} % (best val); ratio median "
+        f"{locality['ratio_median']:.2f}, {locality['ratio_ge2_fraction']:.2f} of units >= 2; radius "
+        f"{locality['radius_median']:.1f} px; cropped {100 * record['final_test_accuracy_window_cropped']:.2f} % "
+        f"of {100 * record['final_test_accuracy_uncropped']:.2f} %"
+    )
+    return record
+
+
+def write_kernel(run_dir: Path, out: Path) -> None:
+    """The run's final first-layer kernel as `<out>/layer1.npz` (key `kernel`, `[H*W*C, units]`, float16)."""
+    kernel = np.asarray(rundir.load_run(run_dir)[2]["params"][FIRST_LAYER]["kernel"], np.float16)
+    files.atomic_write(out / "layer1.npz", lambda f: np.savez_compressed(f, kernel=kernel))
+    print(f"layer1: {out / 'layer1.npz'} ({kernel.shape}, from {run_dir})")
+
+
+def write_figure4(run_dirs: list[Path], path: str) -> None:
+    """The 64 most local units (highest share ÷ own permutation null) of each run's first layer, side by side."""
+    panels, chosen = {}, {}
+    for run_dir in run_dirs:
+        config, dataset = rundir.read_run_info(run_dir)
+        shape = tuple(dataset["image_shape"])
+        kernel = np.asarray(rundir.load_run(run_dir)[2]["params"][FIRST_LAYER]["kernel"])
+        ratio = np.asarray(analysis.locality(kernel, shape, window=FLAGS.window)["ratio"], np.float64)
+        order = np.argsort(-np.nan_to_num(ratio, nan=-np.inf), kind="stable")
+        label = f"{methods.get(config.method).label(config)} ({run_dir.name})"
+        panels[label] = figures.fc_filters_as_images(kernel, shape)
+        caption = f"its 64 most local units, ratio {ratio[order[0]]:.2f} to {ratio[order[63]]:.2f}"
+        chosen[label] = (order[:64], caption)
+    figure = figures.plot_filters(panels, shape, k=64, chosen_units=chosen)
+    print(f"figure 4: {', '.join(map(str, figures.save_figure(figure, path)))}")
+
+
+def body() -> None:
+    if not FLAGS.out:
+        raise app.UsageError("--out (the evidence directory, e.g. docs/results/<preset>) is required")
+    out = Path(FLAGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for run_dir in FLAGS.runs or ():
+        write_run(Path(run_dir), out)
+    if FLAGS.kernel_from:
+        write_kernel(Path(FLAGS.kernel_from), out)
+    if FLAGS.figure4:
+        write_figure4([Path(d) for d in FLAGS.figure4], FLAGS.figure4_out or str(out / "fig4_most_local"))
+    if FLAGS.table:
+        records = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+        if not records:
+            raise ValueError(f"{out} holds no evidence JSON; give --runs first")
+        table = evidence_outputs.method_table(records)
+        figure = evidence_outputs.save_ratio_histogram(records, out / "ratio_histogram")
+        sweep.write_table(out / "table.md", table, *figure)
+
+
+def main(argv):
+    train_flags.run_main(argv, body)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,150 @@
+"""Resume at every instant a run can die: between an epoch's metrics line and its checkpoint, after a checkpoint
+whose line an older version never wrote, from a damaged checkpoint; the lock held to the last file; a finished
+run left as it is."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from absl import flags
+
+from blasso_jax import config as config_lib
+from blasso_jax import files, rundir, summary, train
+from experiments import table2
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = ["--config=smoke", "--epochs=6", "--checkpoint_every=1", "--keep_checkpoints=2", "--locality_every=0"]
+
+# Runs table2 with CONFIG in a subprocess that dies (os._exit, as a SIGKILL would) at the N-th call of one write.
+_DIE_AT = """
+import os, sys
+from blasso_jax import checkpoints, files
+write, n = sys.argv[1], int(sys.argv[2])
+calls = []
+def dying(original):
+    def wrapped(*args, **kwargs):
+        if len(calls) == n - 1 and write == "before":
+            os._exit(9)
+        result = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == n and write == "after":
+            os._exit(9)
+        return result
+    return wrapped
+# 'before' dies as the N-th checkpoint is about to be written (its epoch's metrics line is already there);
+# 'after' dies right after the N-th checkpoint is written, before the next epoch's line.
+checkpoints.Checkpoints.save = dying(checkpoints.Checkpoints.save)
+from absl import app
+from experiments import table2
+sys.argv = ["table2", *sys.argv[3:]]
+app.run(table2.main)
+"""
+
+
+def run_cli(argv):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["table2", *argv])
+    table2.main(["table2"])
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight") / "run"
+    run_cli([*CONFIG, f"--workdir={workdir}"])
+    return workdir
+
+
+def _same_run(a, b):
+    jax.tree.map(np.testing.assert_array_equal, rundir.load_run(a)[2], rundir.load_run(b)[2])
+    records = files.read_jsonl(b / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == list(range(1, 7))
+    return records
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_a_run_killed_around_a_checkpoint_resumes_to_the_same_result(tmp_path, straight, moment):
+    workdir = tmp_path / "killed"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    command = [sys.executable, "-c", _DIE_AT, moment, "3", *CONFIG, f"--workdir={workdir}"]
+    assert subprocess.run(command, cwd=REPO, env=env, capture_output=True).returncode == 9
+    lines = [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")]
+    assert lines == [1, 2, 3]  # epoch 3's line is written before its checkpoint, whenever the run died
+    run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
+    _same_run(straight, workdir)
+
+
+def test_a_checkpoint_without_its_metrics_line_is_resumed_after_and_the_line_rebuilt(tmp_path, straight):
+    # Runs written before the metrics-first order could die between the checkpoint and the line.
+    workdir = tmp_path / "gap"
+    run_cli([*CONFIG, f"--workdir={workdir}", "--stop_after=3"])
+    files.write_jsonl(workdir / "metrics.jsonl", files.read_jsonl(workdir / "metrics.jsonl")[:2])
+    run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
+    records = _same_run(straight, workdir)
+    assert records[2]["rebuilt"] is True and records[2]["train_loss"] is None
+    expected = files.read_jsonl(straight / "metrics.jsonl")[2]
+    assert records[2]["val_accuracy"] == expected["val_accuracy"]
+    assert records[2]["nonzero_per_layer"] == expected["nonzero_per_layer"]
+
+
+def _damage(checkpoint: Path) -> None:
+    largest = max((p for p in checkpoint.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_previous_one_resumed(tmp_path, straight, capsys):
+    workdir = tmp_path / "damaged"
+    run_cli([*CONFIG, f"--workdir={workdir}", "--stop_after=4"])
+    _damage(workdir / "checkpoints" / "4")
+    capsys.readouterr()
+    run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
+    out = capsys.readouterr().out
+    assert "checkpoint of epoch 4 is damaged" in out and "resumed from the checkpoint of epoch 3" in out
+    assert sum(line.count("checkpoint of epoch 4 is damaged") for line in out.splitlines()) == 1
+    (aside,) = (workdir / "damaged_checkpoints").iterdir()  # kept, never deleted
+    assert aside.name.startswith("4-")
+    _same_run(straight, workdir)
+
+
+def test_no_intact_checkpoint_fails_in_one_line(tmp_path, capsys):
+    workdir = tmp_path / "all_damaged"
+    run_cli([*CONFIG, "--keep_checkpoints=1", f"--workdir={workdir}", "--stop_after=2"])
+    for checkpoint in (workdir / "checkpoints").glob("[0-9]*"):
+        _damage(checkpoint)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
+    assert exit_info.value.code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: no intact checkpoint in") and "--overwrite" in last
+
+
+def test_the_workdir_lock_is_held_until_results_json_is_written(tmp_path, monkeypatch):
+    workdir = tmp_path / "run"
+    held = []
+    write = files.atomic_write_json
+
+    def probing(path, obj):
+        if Path(path).name == "results.json":
+            with pytest.raises(rundir.WorkdirError, match="in use by another run"):
+                rundir.lock_workdir(workdir)
+            held.append(True)
+        write(path, obj)
+
+    monkeypatch.setattr(summary.files, "atomic_write_json", probing)
+    train.train_and_evaluate(config_lib.preset("smoke", epochs=1), workdir)
+    assert held == [True]
+    rundir.lock_workdir(workdir).close()  # released once the run returned
+
+
+def test_resume_of_a_finished_run_leaves_its_results_as_they_are(tmp_path, capsys):
+    workdir = tmp_path / "finished"
+    run_cli([*CONFIG, "--epochs=2", f"--workdir={workdir}"])
+    before = (workdir / "results.json").read_bytes()
+    run_cli([*CONFIG, "--epochs=2", f"--workdir={workdir}", "--resume"])
+    assert (workdir / "results.json").read_bytes() == before
+    assert "is finished; its results are left as they are" in capsys.readouterr().out
+    assert json.loads(before)["epochs"] == 2
