@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from blasso_jax import autoaugment
+from blasso_jax import autoaugment, pillow_ops
 
 ARCHIVE_COPY = Path(__file__).parent / "data" / "fast_autoaugment_archive.py"
 POLICY_JSON = Path(autoaugment.__file__).parent / "policies" / "fast_autoaugment.json"
@@ -30,6 +30,8 @@ IMAGES = _test_images()
 FUNCTION_NAMES = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate", "auto_contrast", "invert", "equalize")
 FUNCTION_NAMES += ("solarize", "posterize", "contrast", "color", "brightness", "sharpness")
 FUNCTION_OF_OP = dict(zip(autoaugment.OP_NAMES, FUNCTION_NAMES))
+# The ops whose magnitude the authors negate with probability 1/2 (random_mirror in their augmentations.py).
+AUTHORS_MIRRORED = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 
 # op function, the authors' Pillow call, three magnitudes spanning the op's range, and the allowed difference:
 # None = exact; (pixel fraction, levels) = at most that fraction of pixels differ, by at most that many levels.
@@ -82,7 +84,7 @@ def test_op_matches_pillow_under_jit_with_traced_magnitudes(name):
     reference, magnitudes, tolerance = OPS[name]
     images = np.repeat(IMAGES, len(magnitudes), axis=0)
     values = np.tile(np.asarray(magnitudes, np.float32), len(IMAGES))
-    got = np.asarray(jax.jit(jax.vmap(getattr(autoaugment, name)))(images, values))
+    got = np.asarray(jax.jit(jax.vmap(getattr(pillow_ops, name)))(images, values))
     want = np.stack([_pillow(reference, image, value) for image, value in zip(images, values)])
     assert got.dtype == np.uint8
     _assert_close(got, want, tolerance)
@@ -115,7 +117,7 @@ def test_cutout_box_and_fill_match_the_authors_code_for_a_given_centre():
     ]
     values, center_x, center_y = (np.asarray(column, np.float32) for column in zip(*cases))
     images = np.repeat(IMAGES[:1], len(cases), axis=0)
-    got = np.asarray(jax.jit(jax.vmap(autoaugment.cutout_at))(images, values, center_x, center_y))
+    got = np.asarray(jax.jit(jax.vmap(pillow_ops.cutout_at))(images, values, center_x, center_y))
     for output, image, case in zip(got, images, cases):
         np.testing.assert_array_equal(output, _authors_cutout(image, *case))
     # Side 0.2 * 32 = 6.4 at centre (16.5, 10.25): x0 = int(13.3) = 13, x1 = 19.4; y0 = int(7.05) = 7, y1 = 13.4;
@@ -138,7 +140,7 @@ def test_apply_op_dispatches_in_op_names_order_and_mirrors_geometric_ops_half_th
     got = np.asarray(apply(keys, image, op_index, magnitude)).reshape(len(values), draws, *image.shape)
     for outputs, (name, value) in zip(got, values.items()):
         reference = OPS[FUNCTION_OF_OP[name]][0]
-        if name in autoaugment.MIRRORED_OPS:
+        if name in AUTHORS_MIRRORED:
             plus, minus = _pillow(reference, image, value), _pillow(reference, image, -value)
             is_plus = [np.array_equal(output, plus) for output in outputs]
             is_minus = [np.array_equal(output, minus) for output in outputs]
@@ -147,6 +149,33 @@ def test_apply_op_dispatches_in_op_names_order_and_mirrors_geometric_ops_half_th
         else:
             for output in outputs:
                 np.testing.assert_array_equal(output, _pillow(reference, image, value), err_msg=name)
+
+
+# The authors' augment_list() (FastAutoAugment/augmentations.py at the commit of tests/data): name, low, high.
+AUTHORS_AUGMENT_LIST = (
+    ("ShearX", -0.3, 0.3),
+    ("ShearY", -0.3, 0.3),
+    ("TranslateX", -0.45, 0.45),
+    ("TranslateY", -0.45, 0.45),
+    ("Rotate", -30, 30),
+    ("AutoContrast", 0, 1),
+    ("Invert", 0, 1),
+    ("Equalize", 0, 1),
+    ("Solarize", 0, 256),
+    ("Posterize", 4, 8),
+    ("Contrast", 0.1, 1.9),
+    ("Color", 0.1, 1.9),
+    ("Brightness", 0.1, 1.9),
+    ("Sharpness", 0.1, 1.9),
+    ("Cutout", 0, 0.2),
+)
+
+
+def test_op_table_is_the_authors_augment_list():
+    assert [(name, op.low, op.high) for name, op in autoaugment.OPS.items()] == list(AUTHORS_AUGMENT_LIST)
+    assert tuple(name for name, op in autoaugment.OPS.items() if op.mirrored) == AUTHORS_MIRRORED
+    assert [name for name, op in autoaugment.OPS.items() if op.takes_key] == ["Cutout"]
+    assert autoaugment.OP_NAMES == tuple(name for name, _, _ in AUTHORS_AUGMENT_LIST)
 
 
 def test_load_policy_shapes_and_unknown_name():
@@ -222,7 +251,7 @@ def test_auto_contrast_reproduces_pillows_float64_rounding_down_of_exact_levels(
     low[0], high[0] = (0, 0, 0), (25, 29, 50)
     fraction = np.linspace(0, 1, 32 * 32).reshape(32, 32, 1)
     images = np.round(low[:, None, None, :] + fraction * (high - low)[:, None, None, :]).astype(np.uint8)
-    got = np.asarray(jax.jit(jax.vmap(autoaugment.auto_contrast))(images))
+    got = np.asarray(jax.jit(jax.vmap(pillow_ops.auto_contrast))(images))
     want = np.stack([np.asarray(ImageOps.autocontrast(Image.fromarray(image))) for image in images])
     np.testing.assert_array_equal(got, want)
     assert (want.max(axis=(1, 2)) == 254).sum() >= 3  # the case this test is about does occur
