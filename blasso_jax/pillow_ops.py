@@ -168,18 +168,37 @@ def invert(image: jax.Array, value: jax.Array | None = None) -> jax.Array:
     return 255 - image
 
 
+@jax.custom_batching.custom_vmap
+def _bin_counts(bins: jax.Array) -> jax.Array:
+    """How often each value in [0, 256 * C) occurs in `bins` (int32 [..., C]): one scatter-add."""
+    return jnp.zeros(256 * bins.shape[-1], jnp.int32).at[bins.ravel()].add(1)
+
+
+@_bin_counts.def_vmap
+def _bin_counts_batched(axis_size: int, in_batched: list[bool], bins: jax.Array) -> tuple[jax.Array, bool]:
+    """Under vmap, one flat scatter-add with image i's bins moved up by i * 256 * C: XLA's own batching of the
+    scatter writes an (image, bin) index pair per pixel first, which costs more on CPU than the scatter."""
+    if not in_batched[0]:
+        bins = jnp.broadcast_to(bins, (axis_size, *bins.shape))
+    length = 256 * bins.shape[-1]
+    flat = bins.reshape(axis_size, -1) + length * jnp.arange(axis_size, dtype=jnp.int32)[:, None]
+    return jnp.zeros(axis_size * length, jnp.int32).at[flat.ravel()].add(1).reshape(axis_size, length), True
+
+
 def equalize(image: jax.Array, value: jax.Array | None = None) -> jax.Array:
     """PIL ``ImageOps.equalize``: per-channel histogram equalisation with Pillow's integer LUT (value unused)."""
     del value
     height, width, channels = image.shape
     # One histogram of (channel, level) bins: a single scatter, several times faster on CPU than one per channel.
     bins = image.astype(jnp.int32) + 256 * jnp.arange(channels, dtype=jnp.int32)
-    histogram = jnp.zeros(256 * channels, jnp.int32).at[bins.ravel()].add(1).reshape(channels, 256)
-    last_used_count = histogram[jnp.arange(channels), image.reshape(-1, channels).max(axis=0).astype(jnp.int32)]
+    histogram = _bin_counts(bins).reshape(channels, 256)
+    levels = jnp.arange(256, dtype=jnp.int32)
+    # The last used level from the histogram (256 values), not the image's maximum (all its pixels).
+    last_used_count = histogram[jnp.arange(channels), jnp.max(jnp.where(histogram > 0, levels, 0), axis=1)]
     step = (height * width - last_used_count) // 255  # [C]
     below = jnp.cumsum(histogram, axis=1) - histogram
     lut = jnp.minimum((step[:, None] // 2 + below) // jnp.maximum(step, 1)[:, None], 255)
-    lut = jnp.where(step[:, None] > 0, lut, jnp.arange(256, dtype=jnp.int32))
+    lut = jnp.where(step[:, None] > 0, lut, levels)
     return jnp.take(lut.ravel(), bins).astype(jnp.uint8)
 
 
