@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import jax
@@ -107,9 +109,9 @@ def reference_augment_batch(key, images, policy):
     return jax.vmap(_reference_fast_autoaugment, in_axes=(0, 0, None))(keys, images, policy)
 
 
-def _jit_for(policy):
+def _jit_for(policy, **options):
     """augment_batch_fast_autoaugment compiled for one policy, which it reads as numbers (not traced)."""
-    return jax.jit(lambda key, images: autoaugment.augment_batch_fast_autoaugment(key, images, policy))
+    return jax.jit(lambda key, images: autoaugment.augment_batch_fast_autoaugment(key, images, policy, **options))
 
 
 def _varied_images(count: int, seed: int) -> np.ndarray:
@@ -120,16 +122,53 @@ def _varied_images(count: int, seed: int) -> np.ndarray:
     return (low + rng.random((count, 32, 32, 3)) * (high - low + 1)).astype(np.uint8)
 
 
-@pytest.mark.parametrize("name", autoaugment.POLICY_NAMES)
-def test_batch_equals_the_vmapped_switch_reference_bitwise(name):
+# Overflow probability: the default (groups almost never overflow), 0.5 (capacities at the median count: in every
+# batch some of the 30 groups overflow, so grouped and per-image images mix) and 1 (capacity 0: all per image).
+@pytest.mark.parametrize(
+    "name, overflow_probability",
+    [("fa_reduced_cifar10", None), ("fa_reduced_svhn", None), ("fa_reduced_cifar10", 0.5), ("fa_reduced_svhn", 1.0)],
+)
+def test_batch_equals_the_vmapped_switch_reference_bitwise(name, overflow_probability):
     policy = autoaugment.load_policy(name)
-    augment = _jit_for(policy)
+    options = {} if overflow_probability is None else {"overflow_probability": overflow_probability}
+    augment = _jit_for(policy, **options)
     images = _varied_images(256, seed=len(name))
-    for seed in range(8):  # 8 x 256 images, each with its own key
+    for seed in range(8 if overflow_probability is None else 2):  # 256 images per key, each with its own key
         key = jax.random.key(seed)
         got, want = np.asarray(augment(key, images)), np.asarray(reference_augment_batch(key, images, policy))
         np.testing.assert_array_equal(got, want, err_msg=f"{name}, key {seed}")
         assert (got != images).any(axis=(1, 2, 3)).mean() > 0.5  # most images changed: the ops did run
+
+
+def test_bucket_capacities_are_binomial_quantiles():
+    # Four sub-policies: [op 0 (probability 1), op 2 (probability 0)], then three times [op 1 (1/2), op 2 (1)].
+    policy = (
+        np.asarray([[0, 2], [1, 2], [1, 2], [1, 2]], np.int32),
+        np.asarray([[1.0, 0.0], [0.5, 1.0], [0.5, 1.0], [0.5, 1.0]], np.float32),
+    )
+    batch, overflow_probability = 64, 1e-3
+
+    def tail(rate: Fraction, capacity: int) -> Fraction:  # P(count > capacity), count ~ Binomial(batch, rate)
+        terms = range(capacity + 1, batch + 1)
+        return sum(math.comb(batch, k) * rate**k * (1 - rate) ** (batch - k) for k in terms) or Fraction(0)
+
+    def quantile(rate: Fraction) -> int:
+        return next(c for c in range(batch + 1) if tail(rate, c) <= overflow_probability)
+
+    capacities = autoaugment.bucket_capacities(policy, batch, overflow_probability)
+    expected = np.zeros((2, len(autoaugment.OPS)), int)
+    expected[0, :2] = quantile(Fraction(1, 4)), quantile(Fraction(3, 8))
+    expected[1, 2] = quantile(Fraction(3, 4))
+    np.testing.assert_array_equal(capacities, expected)
+    assert quantile(Fraction(1, 4)) > batch // 4  # the quantile leaves room above the mean
+    rates_one = (np.asarray([[3, 3]], np.int32), np.asarray([[1.0, 1.0]], np.float32))
+    assert (autoaugment.bucket_capacities(rates_one, batch, 1e-3)[:, 3] == batch).all()
+
+
+def test_a_traced_policy_is_refused_with_a_clear_error():
+    policy = autoaugment.load_policy("fa_reduced_svhn")
+    with pytest.raises(TypeError, match="numpy"):
+        jax.jit(autoaugment.augment_batch_fast_autoaugment)(jax.random.key(0), _varied_images(4, seed=1), policy)
 
 
 def test_one_seed_one_result_and_images_draw_independently():
