@@ -99,7 +99,7 @@ def load_policy(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return op_index, probability, level
 
 
-def magnitudes(policy: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def _magnitudes(policy: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """Each sub-policy op's magnitude level * (high - low) + low in float32, [sub-policies, positions].
 
     Computed here in numpy rather than on device, where XLA fuses the multiply and add into one rounding or not
@@ -148,7 +148,9 @@ def bucket_capacities(policy: tuple[np.ndarray, ...], batch: int, overflow_proba
     return capacities
 
 
-def _apply_grouped(images, op, value, keys, capacities: np.ndarray) -> jax.Array:
+def _apply_grouped(
+    images: jax.Array, op: jax.Array, value: jax.Array, keys: jax.Array, capacities: np.ndarray
+) -> jax.Array:
     """Each image's op (len(OPS): none) applied by op: the images are sorted by op, each op runs on a window of
     capacities[op] rows from its first image, and the images its window misses (overflow, rare by the choice of
     capacities) go through lax.switch one by one."""
@@ -208,7 +210,7 @@ def augment_batch_fast_autoaugment(
     except jax.errors.TracerArrayConversionError as error:
         raise TypeError("pass the Fast AutoAugment policy as numpy arrays (load_policy), not traced arrays") from error
     keys = jax.random.split(key, images.shape[0])
-    op, value, op_keys = jax.vmap(_draw, in_axes=(0, None, None))(keys, policy, magnitudes(policy))
+    op, value, op_keys = jax.vmap(_draw, in_axes=(0, None, None))(keys, policy, _magnitudes(policy))
     for position in range(op.shape[1]):
         images = _apply_grouped(images, op[:, position], value[:, position], op_keys[:, position], capacities[position])
     return images
