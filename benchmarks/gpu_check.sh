@@ -17,9 +17,12 @@ for precision in bf16 fp32; do
   python -m experiments.benchmark --precision="$precision" --timed_epochs=5 --out="$out/sfc_a150_${precision}.json" \
     2>&1 | tee "$out/sfc_a150_${precision}.log"
 done
-# Fast AutoAugment's cost on the GPU: the same run with the CIFAR policy instead of crop+flip.
+# Fast AutoAugment's cost on the GPU: the same run with the CIFAR policy instead of crop+flip, and every
+# augmentation of one 512-image batch timed alone, side by side (seconds; compiling Fast AutoAugment takes longest).
 python -m experiments.benchmark --precision=bf16 --timed_epochs=5 --augment=fast_autoaugment \
   --out="$out/sfc_a150_bf16_fast_autoaugment.json" 2>&1 | tee "$out/sfc_a150_bf16_fast_autoaugment.log"
+python -m experiments.benchmark --augment_only --rounds=100 --out="$out/augment_only.json" \
+  2>&1 | tee "$out/augment_only.log"
 for precision in bf16 fp32; do
   python benchmarks/step_traffic.py --precision="$precision" --alpha=150 --examples=2048 --top=16 \
     2>&1 | tee "$out/step_traffic_a150_${precision}.txt"

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax import methods, parallel, step
+from blasso_jax import augment, methods, parallel, step
 from blasso_jax.config import PRECISION_DTYPES, TrainConfig, model_from_config
 from blasso_jax.models import layer_specs
 
@@ -216,6 +216,45 @@ def _epoch_on_random_images(config: TrainConfig, image_shape, num_classes: int, 
         mesh, num_examples, policy, (0.5,) * channels, (0.25,) * channels, **config.step_options(), host_loop=False
     )
     return epoch_fn, state, x, y
+
+
+def time_augmentations(
+    policies: Sequence[str] = augment.AUGMENT_POLICIES,
+    *,
+    batch_size: int = 512,
+    image_shape: Sequence[int] = (32, 32, 3),
+    rounds: int = 50,
+) -> dict[str, Any]:
+    """Milliseconds per batch of `augment.prepare_batch` (augmentation, normalisation, Cutout) for each policy.
+
+    Timed side by side: every round runs each compiled policy once on the same random uint8 images with a new key,
+    so whatever else loads the machine falls on all of them alike. Reports the median and the fastest round.
+    """
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (batch_size, *image_shape), dtype=np.uint8))
+    channels = image_shape[-1]
+    compiled = {
+        policy: jax.jit(
+            lambda key, x, policy=policy: augment.prepare_batch(key, x, policy, (0.5,) * channels, (0.25,) * channels)
+        )
+        for policy in policies
+    }
+    for function in compiled.values():
+        jax.block_until_ready(function(jax.random.key(0), images))
+    seconds = {policy: [] for policy in policies}
+    for round_ in range(rounds):
+        for policy, function in compiled.items():
+            tic = time.perf_counter()
+            jax.block_until_ready(function(jax.random.key(1 + round_), images))
+            seconds[policy].append(time.perf_counter() - tic)
+    median = {policy: 1e3 * statistics.median(times) for policy, times in seconds.items()}
+    report = {"batch_size": batch_size, "image_shape": list(image_shape), "rounds": rounds, "median_ms": median}
+    report["min_ms"] = {policy: 1e3 * min(times) for policy, times in seconds.items()}
+    if {"none", "crop_flip"} <= set(policies):
+        # Each policy against crop+flip: its whole batch time, and what it adds to normalisation alone ('none').
+        report["median_over_crop_flip"] = {policy: ms / median["crop_flip"] for policy, ms in median.items()}
+        added = {policy: ms - median["none"] for policy, ms in median.items()}
+        report["added_over_crop_flip_added"] = {policy: ms / added["crop_flip"] for policy, ms in added.items()}
+    return {**report, "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__}
 
 
 def benchmark_epochs(

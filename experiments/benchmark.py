@@ -4,6 +4,7 @@
     python -m experiments.benchmark --precision=fp32 --out=bench.json   # TF32 matmuls on a GPU
     python -m experiments.benchmark --alpha=2 --examples=2048           # a CPU smoke run
     python -m experiments.benchmark --fit_table                         # largest α per 80 GB device, K=1,2,4,8
+    python -m experiments.benchmark --augment_only                      # ms per 512-image batch of each augmentation
     python -m experiments.benchmark --sparse                            # sparse vs dense S-FC inference, file sizes
     python -m experiments.benchmark --sparse --crossover --densities=0.003,0.01,0.03,0.1,0.3 --batch_sizes=1,16,64,512
     python -m experiments.benchmark --sparse --runs=runs/table2/X                 # a trained model's export
@@ -14,7 +15,9 @@ bytes accessed) beside the analytic minimum, and their ratios: the traffic overh
 `--model_parallel=K` benchmarks the model-sharded layout. `--fit_table` trains nothing: it prints
 the largest S-FC and D-FC α whose train state, gradients, compute copy, activations and training
 set fit one device of `--device_gb` with kernels split K ways (`jax.eval_shape` and the real
-sharding rule; see `blasso_jax.benchmark.training_bytes_per_device`).
+sharding rule; see `blasso_jax.benchmark.training_bytes_per_device`). `--augment_only` trains nothing either: it
+times the augmentation of one batch (`--batch_size`, 512 by default) for every policy side by side, `--rounds` times
+(`blasso_jax.benchmark.time_augmentations`).
 
 `--sparse` trains nothing either: it times sparse against dense inference of S-FC with a random
 first-layer mask at each of `--densities`, for `--sparse_alphas` and `--batch_sizes`, and compares the sparse
@@ -49,6 +52,8 @@ train_flags.define_once(flags.DEFINE_integer, "num_classes", 10, "classes")
 train_flags.define_once(flags.DEFINE_integer, "timed_epochs", 5, "timed epochs, after one warm-up epoch")
 train_flags.define_once(flags.DEFINE_bool, "fit_table", False, "print the largest S-FC/D-FC α per device at K=1,2,4,8")
 train_flags.define_once(flags.DEFINE_float, "device_gb", 80.0, "device memory of --fit_table, in GB (1e9 bytes)")
+train_flags.define_once(flags.DEFINE_bool, "augment_only", False, "time each augmentation of one batch, side by side")
+train_flags.define_once(flags.DEFINE_integer, "rounds", 50, "rounds of --augment_only (each policy once per round)")
 train_flags.define_once(flags.DEFINE_bool, "sparse", False, "time sparse vs dense S-FC inference and file sizes")
 train_flags.define_once(
     flags.DEFINE_bool,
@@ -135,15 +140,21 @@ def body() -> None:
         return
     on_cpu = jax.devices()[0].platform == "cpu"
     config = train_flags.config_from_flags(*(["benchmark_cpu"] if on_cpu else []))
-    report = benchmark.benchmark_epochs(
-        config,
-        image_shape=tuple(int(d) for d in FLAGS.image_shape),
-        num_classes=FLAGS.num_classes,
-        num_examples=FLAGS.examples or (2048 if on_cpu else 50_000),
-        epochs=FLAGS.timed_epochs,
-        # Random images stand for CIFAR: 'auto' times its crop+flip, 'fast_autoaugment' the CIFAR policy.
-        policy={"auto": "crop_flip", "fast_autoaugment": "fast_autoaugment_cifar"}.get(config.augment, config.augment),
-    )
+    shape = tuple(int(d) for d in FLAGS.image_shape)
+    if FLAGS.augment_only:
+        report = benchmark.time_augmentations(batch_size=config.batch_size, image_shape=shape, rounds=FLAGS.rounds)
+    else:
+        report = benchmark.benchmark_epochs(
+            config,
+            image_shape=shape,
+            num_classes=FLAGS.num_classes,
+            num_examples=FLAGS.examples or (2048 if on_cpu else 50_000),
+            epochs=FLAGS.timed_epochs,
+            # Random images stand for CIFAR: 'auto' times its crop+flip, 'fast_autoaugment' the CIFAR policy.
+            policy={"auto": "crop_flip", "fast_autoaugment": "fast_autoaugment_cifar"}.get(
+                config.augment, config.augment
+            ),
+        )
     print(json.dumps({k: v for k, v in report.items() if k != "seconds_per_epoch_all"}, indent=2))
     if FLAGS.out:
         files.atomic_write_json(FLAGS.out, report)

@@ -27,11 +27,7 @@ Group = list[dict[str, Any]]
 
 
 def _mean_std(values: list[float | None], scale: float = 1.0, digits: int = 2) -> str:
-    values = [scale * v for v in values if v is not None]
-    if not values:
-        return "-"
-    spread = f" ± {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
-    return f"{np.mean(values):.{digits}f}{spread}"
+    return report.mean_std([scale * v for v in values if v is not None], digits)
 
 
 TABLE_HEADERS = (

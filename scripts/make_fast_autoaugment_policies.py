@@ -3,7 +3,8 @@
     python scripts/make_fast_autoaugment_policies.py /work/.mirror/kakaobrain+fast-autoaugment/repo
 
 Reads archive.py at the mirror's HEAD, executes only the two policy functions (pure list literals, so the
-authors' module imports are not needed) and records where the numbers came from.
+authors' module imports are not needed) and records where the numbers came from. The test that checks the JSON
+reads the verbatim copy of those two functions in tests/data/fast_autoaugment_archive.py, not a mirror.
 """
 
 from __future__ import annotations

@@ -106,3 +106,16 @@ def test_largest_alpha_is_the_boundary():
     alpha = benchmark.largest_alpha(config, 2, 20e9)
     assert benchmark.training_bytes_per_device(config.replace(alpha=alpha), 2)["total"] <= 20e9
     assert benchmark.training_bytes_per_device(config.replace(alpha=alpha + 1), 2)["total"] > 20e9
+
+
+def test_time_augmentations_reports_every_policy_and_the_ratios_to_crop_flip():
+    policies = ("none", "crop_flip", "fast_autoaugment_svhn")
+    report = benchmark.time_augmentations(policies, batch_size=16, rounds=3)
+    assert set(report["median_ms"]) == set(report["min_ms"]) == set(policies) and report["rounds"] == 3
+    for policy in policies:
+        assert 0 < report["min_ms"][policy] <= report["median_ms"][policy]
+        median, none = report["median_ms"][policy], report["median_ms"]["none"]
+        assert report["median_over_crop_flip"][policy] == median / report["median_ms"]["crop_flip"]
+        added_crop_flip = report["median_ms"]["crop_flip"] - none
+        assert report["added_over_crop_flip_added"][policy] == (median - none) / added_crop_flip
+    assert report["median_over_crop_flip"]["crop_flip"] == 1.0
