@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from typing import Any
 
 import jax
@@ -106,9 +105,11 @@ def unit_locality(
 
     The channel sums run where the kernel lives; the rest runs on the host in float64, because XLA's
     sort on CPU (the only way to draw permutations there) is about 10x slower than numpy's shuffles.
-    Each unit's permutations come from a generator seeded by `key` and a digest of that unit's own map,
-    so the null is a function of the unit alone: permuting the hidden units permutes every per-unit
-    array exactly and leaves `summary` unchanged, and chunking never changes a number.
+    The `draws` permutations of the sites are drawn once from `key` and applied to every unit: each unit's
+    null is the mean over permutations chosen without looking at any weight, so it is a function of the
+    unit alone (permuting the hidden units permutes every per-unit array exactly and leaves `summary`
+    unchanged; chunking never changes a number) and a continuous one (weights that differ by a rounding,
+    as on another device count, give nulls that differ by about as much).
 
     Args:
       kernel: `[inputs, units]`, inputs in (row, column, channel) order as `geometry` lays them out.
@@ -138,8 +139,10 @@ def unit_locality(
         raise ValueError("kernel has no units (0 columns)")
     maps = np.asarray(parallel.fetch(_site_maps(jnp.asarray(kernel), geometry.channels)), np.float64)  # [units, S]
     seed = [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()]
+    generator = np.random.default_rng(seed)
+    orders = np.stack([generator.permutation(geometry.sites) for _ in range(draws)])  # [draws, sites]
     chunk = max(1, _CHUNK_ENTRIES // (geometry.sites * draws))
-    pieces = [_chunk(maps[start : start + chunk], geometry, seed, draws) for start in range(0, len(maps), chunk)]
+    pieces = [_chunk(maps[start : start + chunk], geometry, orders) for start in range(0, len(maps), chunk)]
     per_unit = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
     nonzeros = (maps > 0).sum(1)
     squares = (maps**2).sum(1)
@@ -214,11 +217,8 @@ def _site_maps(kernel: jax.Array, channels: int) -> jax.Array:
     return jnp.abs(kernel.astype(jnp.float32)).reshape(-1, channels, kernel.shape[1]).sum(1).T
 
 
-def _chunk(maps: np.ndarray, geometry: Geometry, seed: list[int], draws: int) -> dict[str, np.ndarray]:
-    """Share and permutation null of a chunk of unit maps [n, sites]."""
-    permuted = np.empty((len(maps), draws, maps.shape[1]))
-    for unit, unit_map in enumerate(maps):
-        digest = int.from_bytes(hashlib.blake2b(unit_map.tobytes(), digest_size=8).digest(), "little")
-        generator = np.random.default_rng([*seed, digest])
-        permuted[unit] = generator.permuted(np.broadcast_to(unit_map, (draws, len(unit_map))), axis=1)
+def _chunk(maps: np.ndarray, geometry: Geometry, orders: np.ndarray) -> dict[str, np.ndarray]:
+    """Share and permutation null (the mean share over the site orders `orders` [draws, sites]) of a chunk of
+    unit maps [n, sites]."""
+    permuted = maps[:, orders]  # [n, draws, sites]
     return {"share": best_window_share(maps, geometry), "null": best_window_share(permuted, geometry).mean(1)}
