@@ -10,7 +10,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from blasso_jax import methods, nlgp, paper
+from blasso_jax import methods, nlgp, paper, parallel
 from blasso_jax.models import KERNEL_SIZES, MODELS, create_model
 
 PRECISION_DTYPES = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
@@ -168,25 +168,8 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         method.validate(self)
-        _check_devices(self, device_count)
+        parallel.check_layout(self.batch_size, self.model_parallel, device_count)
         return self
-
-
-def _check_devices(config: TrainConfig, device_count: int) -> None:
-    """The mesh the config asks for fits `device_count` devices and divides the batch."""
-    if device_count % config.model_parallel:
-        divisors = [k for k in range(1, device_count + 1) if device_count % k == 0]
-        raise ValueError(
-            f"model_parallel {config.model_parallel} does not divide the {device_count} devices; "
-            f"valid: {', '.join(map(str, divisors))}"
-        )
-    data_parallel = device_count // config.model_parallel
-    if config.batch_size % data_parallel:
-        groups = f" of the data axis ({device_count} / model_parallel {config.model_parallel})"
-        raise ValueError(
-            f"batch_size {config.batch_size} is not divisible by the {data_parallel} devices"
-            f"{groups if config.model_parallel > 1 else ''}; use a multiple of {data_parallel}"
-        )
 
 
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
@@ -241,11 +224,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     "table2": {},
     # See _CPU_LOCALITY above.
     "cpu_locality": _CPU_LOCALITY,
+    # The larger CPU setting with augmentation (docs/results.md, "What holds at which scale"): S-FC α=4, crop+flip,
+    # 200 epochs (about 12 minutes a run alone on 2 cores, 25 with two runs sharing them), β-LASSO at the paper's
+    # accumulated L1 pull and threshold scaled to 200 epochs (λ ×20, β ÷20: βλ = 1e-3 as the paper's 50 × 2e-5).
+    "cpu_augment": dict(
+        alpha=4,
+        epochs=200,
+        augment="crop_flip",
+        beta=2.5,
+        l1_first=4e-4,
+        l1_rest=1e-4,
+        precision="fp32",
+        locality_every=25,
+        checkpoint_every=25,
+    ),
     # The Colab notebook on a CPU runtime: cpu_locality shortened to 150 epochs, where its first layer is already local.
     "colab": {**_CPU_LOCALITY, "epochs": 150},
     # The Colab notebook on a GPU: S-FC α=64 (75.5M weights) for 400 epochs with crop+flip, β-LASSO at the paper's
     # accumulated L1 pull and threshold scaled to 400 epochs (λ ×10, β ÷10: βλ = 1e-3 as the paper's 50 × 2e-5).
-    # 15.7 TFLOP per epoch: predicted ~1 minute on an H100 (bf16), ~20 minutes on a T4 (fp32: no bf16 units),
+    # 15.7 TFLOP per epoch: predicted ~1 minute on an H100 (bf16), ~25 minutes on a T4 (fp32: no bf16 units),
     # docs/performance.md.
     "colab_gpu": dict(
         alpha=64,

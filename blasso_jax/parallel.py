@@ -45,6 +45,23 @@ def make_mesh(devices: Sequence[jax.Device] | None = None, model_parallel: int =
     return jax.make_mesh(shape, (DATA, MODEL), axis_types=axis_types, devices=devices)
 
 
+def check_layout(batch_size: int, model_parallel: int, device_count: int) -> None:
+    """A ValueError unless `model_parallel` divides `device_count` and the data axis divides `batch_size`."""
+    if device_count % model_parallel:
+        divisors = [k for k in range(1, device_count + 1) if device_count % k == 0]
+        raise ValueError(
+            f"model_parallel {model_parallel} does not divide the {device_count} devices; "
+            f"valid: {', '.join(map(str, divisors))}"
+        )
+    data_parallel = device_count // model_parallel
+    if batch_size % data_parallel:
+        groups = f" of the data axis ({device_count} / model_parallel {model_parallel})"
+        raise ValueError(
+            f"batch_size {batch_size} is not divisible by the {data_parallel} devices"
+            f"{groups if model_parallel > 1 else ''}; use a multiple of {data_parallel}"
+        )
+
+
 def _is_kernel(path) -> bool:
     return str(getattr(path[-1], "key", getattr(path[-1], "name", ""))) == "kernel"
 
