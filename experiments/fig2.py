@@ -123,7 +123,7 @@ def body() -> None:
         rung = Rung(cell.config.alpha, weights, statistics.mean(finals), statistics.mean(tests))
         dataset = report.dataset_label(cell.config.dataset)
         ladders.setdefault(dataset, {}).setdefault(cell.config.model, []).append(rung)
-        train_percent = report.mean_std([100 * f for f in finals], 1)
+        train_percent = report.mean_std([100 * f for f in finals])
         test_percent = cell.mean_std(lambda r: r["test_accuracy"]["best"])
         rows.append(
             [dataset, cell.config.model, cell.config.alpha, weights, cell.config.epochs, train_percent, test_percent]

@@ -64,12 +64,13 @@ def grid_sweep(config: config_lib.TrainConfig, grid: str, seeds: tuple[int, ...]
     if config.validation_size == 0:
         raise ValueError("--grid selects by validation accuracy; set --validation_size above 0")
     root = Path(FLAGS.workdir or "runs/table2")
+    grids = {config_lib.run_name(cell): methods.grid_configs(cell, grid) for cell in sweep_cells(config)}
+    total = sum(map(len, grids.values())) * len(seeds)
+    print(f"{total} runs of grid {grid!r} over {len(grids)} cells and {len(seeds)} seed(s) in {root}")
     rows = []
-    for cell in sweep_cells(config):
-        cell_root = root / config_lib.run_name(cell)
-        points = sweep_lib.run_cells(
-            methods.grid_configs(cell, grid), cell_root, seeds, name=lambda c: grid_point_name(c, grid, len(seeds))
-        )
+    for cell_name, candidates in grids.items():
+        name = lambda c: grid_point_name(c, grid, len(seeds))  # noqa: E731
+        points = sweep_lib.run_cells(candidates, root / cell_name, seeds, name=name)
         selected = max(points, key=lambda p: statistics.mean(p.values(lambda r: r["val_accuracy"]["best"])))
         val = selected.mean_std(lambda r: r["val_accuracy"]["best"])
         rows.append([*report.table2_row(selected.results), val, grid_point_name(selected.config, grid)])

@@ -54,7 +54,7 @@ def test_table2_grid_selects_each_cell_by_validation_and_resumes(tmp_path, capsy
     monkeypatch.setattr(table2, "SWEEP", (("blasso", {"beta": 50.0}), ("sgd", {})))
     argv = ["--config=smoke", "--epochs=1", "--grid=small", "--datasets=synthetic", f"--workdir={tmp_path}"]
     run(table2, argv)
-    assert "8 runs of 1 epochs (8 epochs in all)" in capsys.readouterr().out
+    assert "8 runs of grid 'small' over 2 cells and 1 seed(s)" in capsys.readouterr().out
     table = (tmp_path / "table2.md").read_text()
     for cell in ("synthetic-s-fc-blasso-beta50-seed0", "synthetic-s-fc-sgd-seed0"):
         runs = [json.loads(p.read_text()) for p in sorted((tmp_path / cell).glob("*/results.json"))]
@@ -189,7 +189,7 @@ def test_fig5_trains_each_kernel_size_and_method_once(tmp_path, capsys):
         f"--workdir={tmp_path}",
     ]
     run(fig5, argv)
-    assert "4 runs of 1 epochs (4 epochs in all)" in capsys.readouterr().out
+    assert "4 runs (4 cells x 1 seeds), 4 epochs in all" in capsys.readouterr().out
     table = (tmp_path / "fig5.md").read_text()
     for kernel in (3, 5):
         for method in ("β-LASSO β=50", "SGD"):
@@ -227,7 +227,7 @@ def test_fig2_trains_each_model_and_alpha_once(tmp_path, capsys):
     ]
     run(fig2, argv)
     out = capsys.readouterr().out
-    assert "4 runs of 1 epochs (4 epochs in all)" in out
+    assert "4 runs (4 cells x 1 seeds), 4 epochs in all" in out
     assert "synthetic: paper's order s-conv, 3-fc: fewest weights reaching 99% train" in out
     table = (tmp_path / "fig2.md").read_text()
     for name in ("s-conv", "3-fc"):
