@@ -13,18 +13,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optax
 
 from blasso_jax import pruning_methods
 from blasso_jax.optim import blasso, kernel_mask, layerwise_l1
 
-if TYPE_CHECKING:
-    from blasso_jax.config import TrainConfig
+# A `blasso_jax.config.Config`. Not imported: the config imports the methods (to check `--method` and name
+# runs), so the methods read a config's fields without depending on its module.
+Config = Any
 
 
-def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+def learning_rate_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
     """Cosine decay from `config.learning_rate` to 0, stepped per batch over the whole run."""
     return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
 
@@ -51,17 +52,17 @@ class Method:
     """
 
     name: str
-    make_optimizer: Callable[[TrainConfig, Any, optax.Schedule], optax.GradientTransformation]
-    label: Callable[[TrainConfig], str]
-    run_name: Callable[[TrainConfig], str]
+    make_optimizer: Callable[[Config, Any, optax.Schedule], optax.GradientTransformation]
+    label: Callable[[Config], str]
+    run_name: Callable[[Config], str]
     fields: tuple[str, ...] = ()
-    paper_key: Callable[[TrainConfig], str | None] = lambda config: None
+    paper_key: Callable[[Config], str | None] = lambda config: None
     grids: Mapping[str, Mapping[str, tuple[float, ...]]] = dataclasses.field(default_factory=dict)
-    schedule: Callable[[TrainConfig, int], optax.Schedule] = learning_rate_schedule
-    validate: Callable[[TrainConfig], None] = lambda config: None
-    source_run: Callable[[TrainConfig], str | None] = lambda config: None
-    start: Callable[[TrainConfig, Any, dict[str, Any] | None, tuple[int, ...]], Any] | None = None
-    after_epoch: Callable[[TrainConfig, int, Any], tuple[Any, bool]] | None = None
+    schedule: Callable[[Config, int], optax.Schedule] = learning_rate_schedule
+    validate: Callable[[Config], None] = lambda config: None
+    source_run: Callable[[Config], str | None] = lambda config: None
+    start: Callable[[Config, Any, dict[str, Any] | None, tuple[int, ...]], Any] | None = None
+    after_epoch: Callable[[Config, int, Any], tuple[Any, bool]] | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -80,7 +81,7 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def optimizer(config: TrainConfig, steps_per_epoch: int) -> Callable[[Any], optax.GradientTransformation]:
+def optimizer(config: Config, steps_per_epoch: int) -> Callable[[Any], optax.GradientTransformation]:
     """`params -> GradientTransformation`: the optimizer of `config.method` with the method's schedule."""
     method = get(config.method)
     return lambda params: method.make_optimizer(config, params, method.schedule(config, steps_per_epoch))
@@ -91,7 +92,7 @@ GRID_NAMES = ("paper", "small")
 GRID_DROPOUT = 0.5
 
 
-def grid_configs(config: TrainConfig, grid: str) -> list[TrainConfig]:
+def grid_configs(config: Config, grid: str) -> list[Config]:
     """Every config of `config`'s method grid `grid` (its fields' values crossed), each with dropout 0 and
     `config.dropout` (or `GRID_DROPOUT` when it is 0), in a fixed order."""
     if grid not in GRID_NAMES:
@@ -104,28 +105,28 @@ def grid_configs(config: TrainConfig, grid: str) -> list[TrainConfig]:
     return [config.replace(**dict(zip(axes, values))) for values in itertools.product(*axes.values())]
 
 
-def _blasso_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+def _blasso_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     """Algorithm 1: λ per layer group on the kernels, threshold β·λ, no momentum (as the paper)."""
     l1 = layerwise_l1(params, first=config.l1_first, rest=config.l1_rest)
     return blasso(schedule, l1, config.beta, mask=kernel_mask)
 
 
-def _sgd_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+def _sgd_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
     return pruning_methods.sgd(config, schedule)
 
 
-def _masked_sgd_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+def _masked_sgd_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
     return pruning_methods.masked_sgd(config, schedule)
 
 
-def _imp_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+def _imp_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
     return optax.chain(pruning_methods.masked_sgd(config, schedule), pruning_methods.optim.remember_params())
 
 
-def _imp_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+def _imp_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
     return pruning_methods.restarting_schedule(config, learning_rate_schedule(config, steps_per_epoch), steps_per_epoch)
 
 
@@ -137,7 +138,7 @@ _SGD_GRIDS = {
 }
 
 
-def _densities(config: TrainConfig) -> str:
+def _densities(config: Config) -> str:
     return f"d{config.density_first:g}-{config.density_rest:g}"
 
 

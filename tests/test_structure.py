@@ -14,12 +14,9 @@ MAX_MODULE_LINES, MAX_FUNCTION_LINES = 350, 60
 
 
 def _imports(path: Path) -> set[str]:
-    """The blasso_jax modules `path` imports anywhere in it (module level or inside functions); imports under
-    `if TYPE_CHECKING:` are annotations only, never executed, and left out."""
+    """The blasso_jax modules `path` imports anywhere in it: module level, inside functions, or for annotations
+    under `if TYPE_CHECKING:` (an upward import for a type is an upward dependency all the same)."""
     tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            node.body = []
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("blasso_jax"):
