@@ -21,7 +21,7 @@ from blasso_jax import files, nlgp, nlgp_figures, report, rng
 from blasso_jax.locality import Geometry, unit_locality
 
 KIND_LABELS = {"nlgp": "NLGP", "nlgp_gaussian": "Gaussian control"}
-COLORS = {"sgd": "tab:gray", "l1": "tab:blue", "beta1": "tab:green", "beta50": "tab:red"}
+COLORS = {"sgd": "tab:gray", "l1": "tab:blue", "beta1": "tab:green", "beta50": "tab:red", "imp": "tab:purple"}
 SENSITIVITY_WINDOW = 5  # the main window is the dataset's, 2·round(ξ₀)+1 = 3 sites; the learned fields are wider
 Group = list[dict[str, Any]]
 
