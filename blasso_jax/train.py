@@ -228,8 +228,9 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
     with stopping.stop_on_signals() as stop, EpochLog(config, run.workdir, dataset.image_shape, run.history) as out:
         if run.done and (not run.history or run.history[-1]["epoch"] != run.done):
             # The checkpoint's own line is missing (written by a version that checkpointed first): rebuild it.
+            # Its checkpoint exists already, so only the line is written.
             nonzero = parallel.fetch(count_nonzero(run.state.params))
-            _finish_epoch(run, epoch_record(run, run.done, None, nonzero, accuracy, time.time()), out, False)
+            _append(run, epoch_record(run, run.done, None, nonzero, accuracy, time.time()), out)
         for epoch in range(run.done + 1, config.epochs + 1):
             tic = time.time()
             run.state, totals = train_epoch(run.state, x_train, y_train, rng.epoch_key(config.seed, epoch))
@@ -262,10 +263,15 @@ def _finish_epoch(run: _Run, record: dict, out: EpochLog, checkpoint: bool) -> N
     config, epoch = run.config, record["epoch"]
     best = best_record(run.history)
     new_best = record["val_accuracy"] is not None and (best is None or record["val_accuracy"] > best["val_accuracy"])
-    out.write(record, run.state.params)
-    run.history.append(record)
+    _append(run, record, out)
     if new_best or epoch % config.checkpoint_every == 0 or epoch == config.epochs or checkpoint:
         run.checkpoints.save(epoch, run.state, record["val_accuracy"])
+
+
+def _append(run: _Run, record: dict, out: EpochLog) -> None:
+    """The epoch's line to metrics.jsonl (and TensorBoard) and to the run's history."""
+    out.write(record, run.state.params)
+    run.history.append(record)
 
 
 def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
