@@ -44,7 +44,7 @@ train_flags.define_once(flags.DEFINE_bool, "quick", False, "one short seed of ev
 train_flags.define_shared_flags("seeds")  # default here: 0-4, or 0 with --quick
 train_flags.define_once(flags.DEFINE_list, "gains", ["0.5", "1", "3", "10"], "gains g of the sweep")
 train_flags.define_once(flags.DEFINE_integer, "train", None, "NLGP training examples drawn (validation included)")
-train_flags.define_once(flags.DEFINE_list, "arms", None, "methods to run (default all): sgd, l1, beta1, beta50")
+train_flags.define_once(flags.DEFINE_list, "arms", None, "methods to run (default all): sgd, l1, beta1, beta50, imp")
 train_flags.define_once(flags.DEFINE_list, "lambdas", None, "the λ grid of the L1 methods (default 1e-4,1e-3,1e-2)")
 train_flags.define_once(flags.DEFINE_string, "results_dir", None, "per-run JSON and table.md (default: see --help)")
 train_flags.define_once(flags.DEFINE_string, "figures_dir", None, "the three figures (default: see --help)")
