@@ -137,17 +137,16 @@ def check_resumed_config(workdir: Path, config: TrainConfig) -> None:
         )
 
 
-def git_commit() -> str | None:
-    """The commit of the code that ran, or None outside a git checkout."""
+def git_commit(path: str | os.PathLike = Path(__file__).parent) -> str | None:
+    """The commit of the code that ran, with "-dirty" when tracked files differ from it; None outside git."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=5, check=False)
+        return out.stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
+        commit = git("rev-parse", "HEAD")
+        dirty = commit and git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return f"{commit}-dirty" if dirty else commit or None

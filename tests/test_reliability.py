@@ -65,6 +65,22 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert [r["epoch"] for r in files.read_jsonl(killed / "metrics.jsonl")] == list(range(1, 9))
 
 
+def test_the_recorded_commit_says_when_the_code_differed_from_it(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert rundir.git_commit(tmp_path) == head
+    (tmp_path / "notes.txt").write_text("untracked files do not change the code that ran\n")
+    assert rundir.git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert rundir.git_commit(tmp_path) == f"{head}-dirty"
+
+
 def test_same_seed_same_metrics(tmp_path):
     config = config_lib.preset("smoke", epochs=2)
     train.train_and_evaluate(config, tmp_path / "a")
