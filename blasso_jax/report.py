@@ -7,13 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from blasso_jax import methods, paper
+from blasso_jax import methods, nlgp, paper
 from blasso_jax.config import TrainConfig, relevant_config
 
 
 def dataset_label(dataset: str) -> str:
     """How a dataset is named in tables; local copies by their file name, so they are never mistaken for tfds'."""
-    return dataset if dataset in paper.TABLE2 or dataset == "synthetic" else f"{Path(dataset).name} (local copy)"
+    if dataset in paper.TABLE2 or dataset == "synthetic" or nlgp.is_spec(dataset):
+        return dataset  # generated in memory: its name (an NLGP spec in full) says what it is
+    return f"{Path(dataset).name} (local copy)"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import integrate, special, stats
 
-from blasso_jax import augment, count_params, create_model, data, nlgp
+from blasso_jax import augment, count_params, create_model, data, nlgp, report
 
 N = 40_000
 Z5 = 5.0  # a single sampling check allows 5 standard errors: a false alarm below 1 in 1.7 million
@@ -183,3 +183,9 @@ def test_fc_models_read_torus_inputs_and_two_fc_has_k_hidden_units():
     assert create_model("2-fc", 1, 2, (1, 40, 1)).init(jax.random.key(0), jnp.zeros((1, 1, 40, 1)), train=False)[
         "params"
     ]["layer1"]["kernel"].shape == (40, 100)
+
+
+def test_tables_name_an_nlgp_dataset_by_its_spec_not_as_a_local_copy():
+    spec = "nlgp:dim=40,xi=1:3,gain=3"
+    assert report.dataset_label(spec) == spec
+    assert report.dataset_label("/data/cifar10_jpeg.tar.gz") == "cifar10_jpeg.tar.gz (local copy)"
