@@ -119,7 +119,14 @@ class Export:
         return {"params": self.params, **({"batch_stats": self.batch_stats} if self.batch_stats is not None else {})}
 
 
-def save(path: str | os.PathLike, params: PyTree, batch_stats: PyTree | None = None, *, info: ModelInfo | None = None):
+def save(
+    path: str | os.PathLike,
+    params: PyTree,
+    batch_stats: PyTree | None = None,
+    *,
+    info: ModelInfo | None = None,
+    warn_if_dense: bool = True,
+):
     """Writes params, BatchNorm statistics and the model's description to one `.npz`, atomically.
 
     Args:
@@ -127,6 +134,7 @@ def save(path: str | os.PathLike, params: PyTree, batch_stats: PyTree | None = N
       params: a flax parameter tree; every `kernel` leaf is stored as its non-zero entries.
       batch_stats: BatchNorm running statistics, or None.
       info: the model's config and data description (`numpy_forward.py` needs it); None stores weights only.
+      warn_if_dense: warn when no kernel has a zero entry (training, which exports every run, turns it off).
 
     Warns (and still writes) when no kernel has a zero entry: the export is then larger than the arrays.
 
@@ -154,7 +162,7 @@ def save(path: str | os.PathLike, params: PyTree, batch_stats: PyTree | None = N
         meta.update(_describe(info, params))
         if info.pixel_permutation is not None:
             arrays[PERMUTATION_KEY] = np.asarray(info.pixel_permutation, np.int64)
-    if zeros == 0:
+    if zeros == 0 and warn_if_dense:
         warnings.warn(
             f"{path}: no kernel entry is zero, so the sparse export is larger than the dense arrays", stacklevel=2
         )

@@ -19,7 +19,13 @@ def summarise(run: Any, wall_seconds: float) -> dict[str, Any]:
     workdir, final, best = run.workdir, run.history[-1], best_record(run.history)
     params, batch_stats = parallel.fetch((run.state.params, run.state.batch_stats))
     if parallel.is_writer():
-        export.save(workdir / "sparse_params.npz", params, batch_stats, info=export.model_info(run.config, run.dataset))
+        export.save(
+            workdir / "sparse_params.npz",
+            params,
+            batch_stats,
+            info=export.model_info(run.config, run.dataset),
+            warn_if_dense=False,  # every run is exported; a dense one (SGD) is no mistake of the user's
+        )
     parallel.sync("sparse params written")
     selected = best or final  # model selection by validation accuracy, as the paper; else the final epoch
     results = {

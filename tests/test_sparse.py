@@ -327,6 +327,7 @@ def test_exporting_a_model_without_zeros_warns_and_still_exports(tmp_path):
     assert_bitwise_equal(export.load(tmp_path / "dense.npz").params, params)
     with warnings.catch_warnings(action="error"):
         export.save(tmp_path / "sparse.npz", {"layer1": {"kernel": np.eye(2, dtype=np.float32)}})
+        export.save(tmp_path / "quiet.npz", params, warn_if_dense=False)  # as training exports an SGD run
 
 
 @pytest.mark.parametrize("density", [0, -0.1, 1.5, float("nan")])
