@@ -49,6 +49,8 @@ class Method:
       start: `(config, state, source, image_shape) -> state`, the state a new run starts from; `source` is the
         source run's `{'model', 'params', 'batch_stats'}` or None.
       after_epoch: `(config, epoch, state) -> (state, checkpoint now)`, events between epochs (pruning).
+      selectable_from: `config -> epoch`, the first epoch whose recorded model has the run's final structure (its
+        last pruning event); selection by validation and the best checkpoint consider it and later epochs only.
     """
 
     name: str
@@ -63,6 +65,7 @@ class Method:
     source_run: Callable[[Config], str | None] = lambda config: None
     start: Callable[[Config, Any, dict[str, Any] | None, tuple[int, ...]], Any] | None = None
     after_epoch: Callable[[Config, int, Any], tuple[Any, bool]] | None = None
+    selectable_from: Callable[[Config], int] = lambda config: 1
 
 
 METHODS: dict[str, Method] = {}
@@ -192,6 +195,7 @@ register(
         grids=_SGD_GRIDS,
         validate=pruning_methods.check_magnitude,
         after_epoch=pruning_methods.prune_once,
+        selectable_from=lambda config: config.epochs - config.finetune_epochs,  # recorded after pruning
     )
 )
 register(
@@ -205,5 +209,6 @@ register(
         schedule=_imp_schedule,
         validate=pruning_methods.imp_plan,
         after_epoch=pruning_methods.imp_round,
+        selectable_from=pruning_methods.last_pruning_epoch,
     )
 )

@@ -119,6 +119,13 @@ def imp_plan(config: Config) -> pruning.ImpPlan:
     return plan
 
 
+def last_pruning_epoch(config: Config) -> int:
+    """The epoch of iterative pruning's last round (its record is taken after the round): from it on, the model
+    has its final densities."""
+    plan = imp_plan(config)
+    return max(plan.rounds * plan.segment, 1)
+
+
 def imp_round(config: Config, epoch: int, state: Any) -> tuple[Any, bool]:
     """The `after_epoch` hook of iterative magnitude pruning: keeps the weights of `rewind_epoch`; at the end of
     each segment but the last, prunes `imp_rate` of each layer's survivors (down to its density), rewinds the

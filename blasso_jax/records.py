@@ -56,9 +56,10 @@ def make_accuracy(config: TrainConfig, mesh: jax.sharding.Mesh, dataset: Any) ->
     return accuracy
 
 
-def best_record(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The record of best validation accuracy (the first among equals), or None without validation."""
-    scored = [r for r in history if r.get("val_accuracy") is not None]
+def best_record(history: list[dict[str, Any]], first_epoch: int = 1) -> dict[str, Any] | None:
+    """The record of best validation accuracy from `first_epoch` on (the first among equals), or None without
+    validation. A pruning method starts at its final structure (`Method.selectable_from`): never a denser model."""
+    scored = [r for r in history if r.get("val_accuracy") is not None and r["epoch"] >= first_epoch]
     return max(scored, key=lambda r: (r["val_accuracy"], -r["epoch"])) if scored else None
 
 
@@ -72,8 +73,9 @@ def epoch_record(
     """
     config = run.config
     val = accuracy(run.state, "val")
-    best = best_record(run.history)
-    new_best = val is not None and (best is None or val > best["val_accuracy"])
+    start = run.method.selectable_from(config)  # a pruning method's denser epochs are never the best
+    best = best_record(run.history, start)
+    new_best = val is not None and epoch >= start and (best is None or val > best["val_accuracy"])
     test_due = due(epoch, config.test_every, config.epochs) or new_best
     dense = sum(kernel_sizes(run.state.params).values())
     steps = run.steps_per_epoch

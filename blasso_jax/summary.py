@@ -16,7 +16,8 @@ from blasso_jax.rundir import git_commit
 
 def summarise(run: Any, wall_seconds: float) -> dict[str, Any]:
     """Writes `sparse_params.npz` and `results.json` of the finished `run` and returns the results."""
-    workdir, final, best = run.workdir, run.history[-1], best_record(run.history)
+    workdir, final = run.workdir, run.history[-1]
+    best = best_record(run.history, run.method.selectable_from(run.config))
     params, batch_stats = parallel.fetch((run.state.params, run.state.batch_stats))
     if parallel.is_writer():
         export.save(

@@ -261,11 +261,13 @@ def _last_good(run: _Run) -> str:
 def _finish_epoch(run: _Run, record: dict, out: EpochLog, checkpoint: bool) -> None:
     """Appends the epoch's record, then checkpoints it when due, asked (`checkpoint`) or the best so far."""
     config, epoch = run.config, record["epoch"]
-    best = best_record(run.history)
-    new_best = record["val_accuracy"] is not None and (best is None or record["val_accuracy"] > best["val_accuracy"])
+    start = run.method.selectable_from(config)  # earlier epochs hold a denser model: never the best
+    best = best_record(run.history, start)
+    val = record["val_accuracy"] if epoch >= start else None
+    new_best = val is not None and (best is None or val > best["val_accuracy"])
     _append(run, record, out)
     if new_best or epoch % config.checkpoint_every == 0 or epoch == config.epochs or checkpoint:
-        run.checkpoints.save(epoch, run.state, record["val_accuracy"])
+        run.checkpoints.save(epoch, run.state, val)
 
 
 def _append(run: _Run, record: dict, out: EpochLog) -> None:

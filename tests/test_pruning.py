@@ -1,6 +1,8 @@
 """The masked methods: keep_mask, magnitude masks, pixel-shuffled masks, IMP's plan, and the four registered
 methods trained end to end on small synthetic data (masks stay fixed, zeros stay zero, densities are reached)."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import optax
 import pytest
 
 from blasso_jax import config as config_lib
-from blasso_jax import files, optim, pruning, rundir, train
+from blasso_jax import files, optim, pruning, records, rundir, train
 from blasso_jax.counting import FIRST_LAYER
 
 
@@ -127,6 +129,13 @@ def test_magnitude_pruning_reaches_its_densities_and_keeps_exact_zeros_through_f
     pruned = {"layer1": round(0.05 * sizes["layer1"]), "layer2": round(0.5 * sizes["layer2"]), "layer3": 120}
     for record in records[2:]:
         assert record["nonzero_per_layer"] == pruned
+    # Selection by validation never picks the dense epochs before pruning, nor does the best checkpoint hold them.
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["best_epoch"] >= 3
+    best_val = max(r["val_accuracy"] for r in records[2:])
+    assert results["val_accuracy"]["best"] == best_val
+    best_kernel = rundir.load_run(workdir, best=True)[2]["params"]["layer1"]["kernel"]
+    assert int(np.count_nonzero(best_kernel)) == pruned["layer1"]
     with pytest.raises(ValueError, match="finetune_epochs 5 leaves no epoch of training before pruning in 5 epochs"):
         _smoke("magnitude", finetune_epochs=5, epochs=5).validate()
 
@@ -139,6 +148,7 @@ def test_imp_reaches_the_density_and_rewinds_to_the_stored_weights(tmp_path):
     size = 3072 * 256
     # each segment's last epoch is recorded after its pruning round
     assert counts == [size, size // 2, size // 2, size // 4, size // 4, size // 4]
+    assert json.loads((workdir / "results.json").read_text())["best_epoch"] >= 4  # never a denser round's model
     # Rewinding: right after round 1 (end of epoch 2) the survivors hold their epoch-1 values. Train the same run
     # to epoch 1 and to epoch 2 (stop_after) and compare.
     train.train_and_evaluate(config, tmp_path / "to1", stop_after=1)
@@ -149,3 +159,10 @@ def test_imp_reaches_the_density_and_rewinds_to_the_stored_weights(tmp_path):
     np.testing.assert_array_equal(rewound[kept], epoch1[kept])
     with pytest.raises(ValueError, match="rewind_epoch 2 is not inside the dense segment of 2 epochs"):
         config.replace(rewind_epoch=2).validate()
+
+
+def test_the_best_record_is_chosen_from_the_first_selectable_epoch_on():
+    history = [{"epoch": e, "val_accuracy": v} for e, v in [(1, 0.9), (2, 0.5), (3, 0.7), (4, 0.7), (5, 0.6)]]
+    assert records.best_record(history)["epoch"] == 1
+    assert records.best_record(history, first_epoch=3)["epoch"] == 3  # the first among equals
+    assert records.best_record(history, first_epoch=6) is None
