@@ -225,7 +225,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # See _CPU_LOCALITY above.
     "cpu_locality": _CPU_LOCALITY,
     # The larger CPU setting with augmentation (docs/results.md, "What holds at which scale"): S-FC α=4, crop+flip,
-    # 200 epochs (about 12 minutes a run alone on 2 cores, 25 with two runs sharing them), β-LASSO at the paper's
+    # 200 epochs (13-16 minutes a run with two runs sharing 2 CPU cores, 2026-12-02), β-LASSO at the paper's
     # accumulated L1 pull and threshold scaled to 200 epochs (λ ×20, β ÷20: βλ = 1e-3 as the paper's 50 × 2e-5).
     "cpu_augment": dict(
         alpha=4,
