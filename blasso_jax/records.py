@@ -63,6 +63,22 @@ def best_record(history: list[dict[str, Any]], first_epoch: int = 1) -> dict[str
     return max(scored, key=lambda r: (r["val_accuracy"], -r["epoch"])) if scored else None
 
 
+def selectable(run: Any, epoch: int) -> bool:
+    """Whether `epoch`'s model may be selected: a pruning method's denser epochs never are."""
+    return epoch >= run.method.selectable_from(run.config)
+
+
+def selected_record(run: Any) -> dict[str, Any] | None:
+    """The record that selection by validation picks among the run's selectable epochs."""
+    return best_record(run.history, run.method.selectable_from(run.config))
+
+
+def is_new_best(run: Any, epoch: int, val: float | None) -> bool:
+    """Whether validation accuracy `val` at `epoch` beats every selectable epoch so far."""
+    best = selected_record(run)
+    return val is not None and selectable(run, epoch) and (best is None or val > best["val_accuracy"])
+
+
 def epoch_record(
     run: Any, epoch: int, totals: step.EpochTotals | None, nonzero: dict, accuracy: Accuracy, tic: float
 ) -> dict[str, Any]:
@@ -73,9 +89,7 @@ def epoch_record(
     """
     config = run.config
     val = accuracy(run.state, "val")
-    start = run.method.selectable_from(config)  # a pruning method's denser epochs are never the best
-    best = best_record(run.history, start)
-    new_best = val is not None and epoch >= start and (best is None or val > best["val_accuracy"])
+    new_best = is_new_best(run, epoch, val)
     test_due = due(epoch, config.test_every, config.epochs) or new_best
     dense = sum(kernel_sizes(run.state.params).values())
     steps = run.steps_per_epoch

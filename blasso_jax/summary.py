@@ -10,14 +10,14 @@ import jax
 from blasso_jax import analysis, export, files, parallel
 from blasso_jax.checkpoints import tree_bytes
 from blasso_jax.counting import kernel_sizes
-from blasso_jax.records import best_record
+from blasso_jax.records import selected_record
 from blasso_jax.rundir import git_commit
 
 
 def summarise(run: Any, wall_seconds: float) -> dict[str, Any]:
     """Writes `sparse_params.npz` and `results.json` of the finished `run` and returns the results."""
     workdir, final = run.workdir, run.history[-1]
-    best = best_record(run.history, run.method.selectable_from(run.config))
+    best = selected_record(run)
     params, batch_stats = parallel.fetch((run.state.params, run.state.batch_stats))
     if parallel.is_writer():
         export.save(

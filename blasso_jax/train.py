@@ -30,7 +30,7 @@ from blasso_jax.checkpoints import Checkpoints, checkpointed_tree, latest_epoch,
 from blasso_jax.config import TrainConfig, model_from_config, relevant_config
 from blasso_jax.counting import kernel_sizes, nonzero_counts
 from blasso_jax.progress import Progress, log
-from blasso_jax.records import EpochLog, best_record, check_finite, epoch_record, make_accuracy
+from blasso_jax.records import EpochLog, check_finite, epoch_record, is_new_best, make_accuracy, selectable
 from blasso_jax.rundir import WorkdirError
 from blasso_jax.step import TrainState, create_train_state, make_train_epoch
 from blasso_jax.summary import summarise
@@ -261,13 +261,11 @@ def _last_good(run: _Run) -> str:
 def _finish_epoch(run: _Run, record: dict, out: EpochLog, checkpoint: bool) -> None:
     """Appends the epoch's record, then checkpoints it when due, asked (`checkpoint`) or the best so far."""
     config, epoch = run.config, record["epoch"]
-    start = run.method.selectable_from(config)  # earlier epochs hold a denser model: never the best
-    best = best_record(run.history, start)
-    val = record["val_accuracy"] if epoch >= start else None
-    new_best = val is not None and (best is None or val > best["val_accuracy"])
+    new_best = is_new_best(run, epoch, record["val_accuracy"])
+    rank = record["val_accuracy"] if selectable(run, epoch) else None  # a denser model is never the best checkpoint
     _append(run, record, out)
     if new_best or epoch % config.checkpoint_every == 0 or epoch == config.epochs or checkpoint:
-        run.checkpoints.save(epoch, run.state, val)
+        run.checkpoints.save(epoch, run.state, rank)
 
 
 def _append(run: _Run, record: dict, out: EpochLog) -> None:
