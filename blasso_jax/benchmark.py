@@ -72,7 +72,7 @@ def analytic_step_cost(config: TrainConfig, image_shape: Sequence[int], num_clas
     kernels = sum(
         leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]) if path[-1].key == "kernel"
     )
-    momentum = 8 if config.method == "sgd" and config.momentum else 0
+    momentum = 8 if methods.momentum(config) else 0
     batch = config.batch_size
     macs_first, _ = layers[0]
     total_macs = sum(macs for macs, _ in layers)

@@ -51,7 +51,16 @@ class TrainConfig:
         2e-5, "λ of the first (convolution-like) layer; the paper tunes it apart", low=0, method=True
     )
     l1_rest: float = _field(5e-6, "λ of the other weight layers", low=0, method=True)
-    momentum: float = _field(0.9, "SGD's momentum (β-LASSO uses none, as the paper)", low=0, method=True)
+    momentum: float | None = _field(
+        None,
+        "momentum of the optimizer's trace, in [0, 1); unset: the method's default (blasso_jax.methods)",
+        low=0,
+        method=True,
+    )
+    nesterov: bool = _field(False, "Nesterov momentum (needs a momentum above 0)", method=True)
+    decoupled_l1: bool = _field(
+        False, "β-LASSO with momentum: the L1 sign added after the momentum trace, not inside it", method=True
+    )
     weight_decay: float = _field(5e-4, "SGD's weight decay, on kernels", low=0, method=True)
     mask_source: str | None = _field(
         None,
@@ -123,6 +132,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         values = dict(values)
+        if "nesterov" not in values and values.get("method") == "blasso":
+            # Written before β-LASSO read `momentum` (its 0.9 was SGD's default): the run had none.
+            values["momentum"] = None
         if "synthetic_shape" in values:
             values["synthetic_shape"] = tuple(values["synthetic_shape"])
         return cls().replace(**values)
@@ -189,6 +201,18 @@ def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
     """A config dict without the method fields its method does not read: what makes two runs the same run."""
     used = methods.get(config["method"]).fields
     return {k: v for k, v in config.items() if k not in METHOD_FIELDS or k in used}
+
+
+def resolve_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with an unset momentum replaced by its method's default: unset and that value train alike."""
+    if config.get("momentum") is None:
+        config = {**config, "momentum": methods.get(config["method"]).default_momentum}
+    return config
+
+
+def same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two config dicts train the same run: every field their method reads agrees, defaults resolved."""
+    return relevant_config(resolve_defaults(a)) == relevant_config(resolve_defaults(b))
 
 
 def _choice(name: str, value: Any, valid: tuple) -> None:

@@ -17,8 +17,7 @@ from typing import Any
 
 import optax
 
-from blasso_jax import pruning_methods
-from blasso_jax.optim import blasso, kernel_mask, layerwise_l1
+from blasso_jax import optim, pruning_methods
 
 # A `blasso_jax.config.Config`. Not imported: the config imports the methods (to check `--method` and name
 # runs), so the methods read a config's fields without depending on its module.
@@ -28,6 +27,34 @@ Config = Any
 def learning_rate_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
     """Cosine decay from `config.learning_rate` to 0, stepped per batch over the whole run."""
     return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A named hyperparameter grid: its points (each a dict of config fields to set), each also tried at dropout 0
+    and at a dropout rate when `dropout` (the paper tunes dropout but gives no rate: `GRID_DROPOUT`)."""
+
+    points: tuple[Mapping[str, Any], ...]
+    dropout: bool = True
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The config fields the grid sets, in order (dropout last), which name its points' directories."""
+        names = dict.fromkeys(name for point in self.points for name in point)
+        return (*names, "dropout") if self.dropout else tuple(names)
+
+
+def crossed(*, dropout: bool = True, **axes: tuple[Any, ...]) -> Grid:
+    """The grid of every combination of `axes`' values, the last axis varying fastest."""
+    return Grid(tuple(dict(zip(axes, values)) for values in itertools.product(*axes.values())), dropout)
+
+
+def zipped(*, dropout: bool = False, **axes: tuple[Any, ...]) -> Grid:
+    """The grid whose i-th point takes the i-th value of every axis (axes of one length: fields tied together)."""
+    lengths = {name: len(values) for name, values in axes.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"zipped grid axes must have one length, got {lengths}")
+    return Grid(tuple(dict(zip(axes, values)) for values in zip(*axes.values())), dropout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +70,8 @@ class Method:
       run_name: `config -> str`, the method's part of a run directory name.
       fields: the config's method fields (`config.METHOD_FIELDS`) it reads; the others do not change its runs.
       paper_key: `config -> str | None`, its column in the paper's Table 2 (`paper.TABLE2`), if any.
-      grids: named hyperparameter grids, `{grid name: {field: values}}`, crossed by `grid_configs`.
+      grids: named hyperparameter grids, `{grid name: Grid}`, expanded by `grid_configs`.
+      default_momentum: the momentum of its optimizer when the config leaves `momentum` unset (None).
       validate: `config -> None`, raises ValueError on settings the method cannot run.
       source_run: `config -> path | None`, a finished run the method starts from (read by the trainer).
       start: `(config, state, source, image_shape) -> state`, the state a new run starts from; `source` is the
@@ -59,7 +87,8 @@ class Method:
     run_name: Callable[[Config], str]
     fields: tuple[str, ...] = ()
     paper_key: Callable[[Config], str | None] = lambda config: None
-    grids: Mapping[str, Mapping[str, tuple[float, ...]]] = dataclasses.field(default_factory=dict)
+    grids: Mapping[str, Grid] = dataclasses.field(default_factory=dict)
+    default_momentum: float = 0.9
     schedule: Callable[[Config, int], optax.Schedule] = learning_rate_schedule
     validate: Callable[[Config], None] = lambda config: None
     source_run: Callable[[Config], str | None] = lambda config: None
@@ -90,43 +119,67 @@ def optimizer(config: Config, steps_per_epoch: int) -> Callable[[Any], optax.Gra
     return lambda params: method.make_optimizer(config, params, method.schedule(config, steps_per_epoch))
 
 
-GRID_NAMES = ("paper", "small")
-# The paper's grid includes dropout but not its rate: it is tried at 0 and at this rate unless --dropout names one.
+def momentum(config: Config) -> float:
+    """The momentum `config`'s method trains with: `config.momentum`, or the method's default when unset."""
+    return get(config.method).default_momentum if config.momentum is None else config.momentum
+
+
+def grid_names() -> tuple[str, ...]:
+    """Every grid name some registered method has, sorted."""
+    return tuple(sorted({name for method in METHODS.values() for name in method.grids}))
+
+
+# The paper's grids include dropout but not its rate: it is tried at 0 and at this rate unless --dropout names one.
 GRID_DROPOUT = 0.5
 
 
 def grid_configs(config: Config, grid: str) -> list[Config]:
-    """Every config of `config`'s method grid `grid` (its fields' values crossed), each with dropout 0 and
-    `config.dropout` (or `GRID_DROPOUT` when it is 0), in a fixed order."""
-    if grid not in GRID_NAMES:
-        raise ValueError(f"unknown grid {grid!r}; valid: {', '.join(GRID_NAMES)}")
+    """Every config of `config`'s method grid `grid` (each point, then dropout 0 and `config.dropout`, or
+    `GRID_DROPOUT` when it is 0, if the grid tunes dropout), in a fixed order."""
+    if grid not in grid_names():
+        raise ValueError(f"unknown grid {grid!r}; valid: {', '.join(grid_names())}")
     method = get(config.method)
     if grid not in method.grids:
         raise ValueError(f"method {config.method} has no grid {grid!r}; its grids: {', '.join(method.grids) or 'none'}")
-    axes = dict(method.grids[grid])
-    axes["dropout"] = (0.0, config.dropout or GRID_DROPOUT)
-    return [config.replace(**dict(zip(axes, values))) for values in itertools.product(*axes.values())]
+    points = [dict(point) for point in method.grids[grid].points]
+    if method.grids[grid].dropout:
+        points = [{**point, "dropout": rate} for point in points for rate in (0.0, config.dropout or GRID_DROPOUT)]
+    return [config.replace(**point) for point in points]
+
+
+def _check_momentum(config: Config) -> None:
+    optim.check_momentum(momentum(config), config.nesterov, config.method == "blasso" and config.decoupled_l1)
 
 
 def _blasso_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """Algorithm 1: λ per layer group on the kernels, threshold β·λ, no momentum (as the paper)."""
-    l1 = layerwise_l1(params, first=config.l1_first, rest=config.l1_rest)
-    return blasso(schedule, l1, config.beta, mask=kernel_mask)
+    """Algorithm 1: λ per layer group on the kernels, threshold β·λ; no momentum unless the config sets one."""
+    l1 = optim.layerwise_l1(params, first=config.l1_first, rest=config.l1_rest)
+    return optim.blasso(
+        schedule,
+        l1,
+        config.beta,
+        mask=optim.kernel_mask,
+        momentum=momentum(config),
+        nesterov=config.nesterov,
+        decoupled=config.decoupled_l1,
+    )
 
 
 def _sgd_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
-    return pruning_methods.sgd(config, schedule)
+    return pruning_methods.sgd(config, schedule, momentum(config))
 
 
 def _masked_sgd_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
-    return pruning_methods.masked_sgd(config, schedule)
+    return pruning_methods.masked_sgd(config, schedule, momentum(config))
 
 
 def _imp_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
-    return optax.chain(pruning_methods.masked_sgd(config, schedule), pruning_methods.optim.remember_params())
+    return optax.chain(
+        pruning_methods.masked_sgd(config, schedule, momentum(config)), pruning_methods.optim.remember_params()
+    )
 
 
 def _imp_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
@@ -134,11 +187,56 @@ def _imp_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
 
 
 _PAPER_LAMBDAS = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5)
-_SGD_FIELDS = ("momentum", "weight_decay")
+_MOMENTUM_FIELDS = ("momentum", "nesterov")
+_SGD_FIELDS = (*_MOMENTUM_FIELDS, "weight_decay")
 _SGD_GRIDS = {
-    "paper": {"momentum": (0.0, 0.9), "weight_decay": (0.0, 1e-4, 2e-4, 5e-4, 1e-3)},
-    "small": {"momentum": (0.9,), "weight_decay": (0.0, 5e-4)},
+    "paper": crossed(momentum=(0.0, 0.9), weight_decay=(0.0, 1e-4, 2e-4, 5e-4, 1e-3)),
+    "small": crossed(momentum=(0.9,), weight_decay=(0.0, 5e-4)),
+    # cpu_augment's SGD, tuned on as many points as β-LASSO's momentum grid (dropout 0, as every cpu_augment run).
+    "cpu_augment": crossed(dropout=False, momentum=(0.9,), weight_decay=(1e-4, 5e-4, 1e-3, 2e-3)),
 }
+# β-LASSO with momentum 0.9 at cpu_augment: λ_first from the pull-matched 4e-5 (cpu_augment's 4e-4 ÷ 10, see
+# optim.pull_matched_l1) up to 2e-4, λ_rest 1e-5, and β = 1e-3 / λ_first, so that the threshold βλ_first stays
+# cpu_augment's 1e-3 while the L1 pull grows.
+_CPU_AUGMENT_L1_FIRST = (4e-5, 6e-5, 1e-4, 2e-4)
+_BLASSO_GRIDS = {
+    # λ tuned apart for the first layer and the rest over {1, 2, 5, 10, 20}·1e-6 (the paper, Section 4).
+    "paper": crossed(l1_first=_PAPER_LAMBDAS, l1_rest=_PAPER_LAMBDAS),
+    "small": crossed(l1_first=(2e-6, 2e-5), l1_rest=(5e-6,)),
+    "cpu_augment_momentum": zipped(
+        l1_first=_CPU_AUGMENT_L1_FIRST,
+        l1_rest=(1e-5,) * 4,
+        beta=tuple(round(1e-3 / lam, 6) for lam in _CPU_AUGMENT_L1_FIRST),
+        momentum=(0.9,) * 4,
+    ),
+    # The two variants at cpu_augment's λ 4e-4 / 1e-4 and β 2.5, against the pull-matched rule (first point,
+    # the momentum grid's first point): momentum 0.9 with λ unchanged (10× the accumulated pull), and the
+    # decoupled L1 (the sign outside the trace: the same accumulated pull as the rule's point).
+    "cpu_augment_variants": zipped(
+        l1_first=(4e-5, 4e-4, 4e-4),
+        l1_rest=(1e-5, 1e-4, 1e-4),
+        beta=(25.0, 2.5, 2.5),
+        momentum=(0.9, 0.9, 0.9),
+        decoupled_l1=(False, False, True),
+    ),
+}
+
+
+def _blasso_variant(config: Config, sep: str, on: str) -> str:
+    """β-LASSO's momentum settings, as a suffix of its label or run name ('' for the paper's Algorithm 1)."""
+    mu = momentum(config)
+    parts = [f"momentum{on}{mu:g}"] if mu else []
+    parts += ["nesterov"] if config.nesterov else []
+    parts += ["decoupled L1" if on == " " else "decoupled"] if config.decoupled_l1 else []
+    return "".join(sep + part for part in parts)
+
+
+def _with_momentum_check(check: Callable[[Config], Any]) -> Callable[[Config], None]:
+    def validate(config: Config) -> None:
+        _check_momentum(config)
+        check(config)
+
+    return validate
 
 
 def _densities(config: Config) -> str:
@@ -149,15 +247,14 @@ register(
     Method(
         name="blasso",
         make_optimizer=_blasso_optimizer,
-        label=lambda config: f"β-LASSO β={config.beta:g}",
-        run_name=lambda config: f"blasso-beta{config.beta:g}",
-        fields=("beta", "l1_first", "l1_rest"),
-        paper_key=lambda config: f"blasso_beta{config.beta:g}",
-        grids={
-            # λ tuned apart for the first layer and the rest over {1, 2, 5, 10, 20}·1e-6 (the paper, Section 4).
-            "paper": {"l1_first": _PAPER_LAMBDAS, "l1_rest": _PAPER_LAMBDAS},
-            "small": {"l1_first": (2e-6, 2e-5), "l1_rest": (5e-6,)},
-        },
+        label=lambda config: f"β-LASSO β={config.beta:g}" + _blasso_variant(config, ", ", " "),
+        run_name=lambda config: f"blasso-beta{config.beta:g}" + _blasso_variant(config, "-", ""),
+        fields=("beta", "l1_first", "l1_rest", *_MOMENTUM_FIELDS, "decoupled_l1"),
+        # The paper's Table 2 has no β-LASSO with momentum.
+        paper_key=lambda config: None if momentum(config) else f"blasso_beta{config.beta:g}",
+        grids=_BLASSO_GRIDS,
+        default_momentum=0.0,  # the paper's Algorithm 1
+        validate=_check_momentum,
     )
 )
 register(
@@ -169,6 +266,7 @@ register(
         fields=_SGD_FIELDS,
         paper_key=lambda config: "sgd",
         grids=_SGD_GRIDS,
+        validate=_check_momentum,
     )
 )
 for _shuffle in (False, True):
@@ -180,7 +278,7 @@ for _shuffle in (False, True):
             run_name=lambda config, s=_shuffle: "shuffled-mask-retrain" if s else "mask-retrain",
             fields=(*_SGD_FIELDS, "mask_source"),
             grids=_SGD_GRIDS,
-            validate=pruning_methods.source_path,
+            validate=_with_momentum_check(pruning_methods.source_path),
             source_run=pruning_methods.source_path,
             start=pruning_methods.start_from_source_mask(shuffle=_shuffle),
         )
@@ -193,7 +291,7 @@ register(
         run_name=lambda config: f"magnitude-{_densities(config)}-ft{config.finetune_epochs}",
         fields=(*_SGD_FIELDS, "density_first", "density_rest", "finetune_epochs"),
         grids=_SGD_GRIDS,
-        validate=pruning_methods.check_magnitude,
+        validate=_with_momentum_check(pruning_methods.check_magnitude),
         after_epoch=pruning_methods.prune_once,
         selectable_from=lambda config: config.epochs - config.finetune_epochs,  # recorded after pruning
     )
@@ -207,7 +305,7 @@ register(
         fields=(*_SGD_FIELDS, "density_first", "density_rest", "imp_rate", "rewind_epoch"),
         grids=_SGD_GRIDS,
         schedule=_imp_schedule,
-        validate=pruning_methods.imp_plan,
+        validate=_with_momentum_check(pruning_methods.imp_plan),
         after_epoch=pruning_methods.imp_round,
         selectable_from=pruning_methods.last_pruning_epoch,
     )

@@ -120,25 +120,47 @@ def hard_threshold(threshold: ScalarTree, mask: Mask = None) -> optax.GradientTr
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
+def check_momentum(momentum: float, nesterov: bool = False, decoupled: bool = False) -> None:
+    """Raises ValueError, in one line, on a momentum setting `blasso` and `optax.trace` cannot mean."""
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1) (0: none, as the paper's Algorithm 1), got {momentum}")
+    for name, on in (("nesterov", nesterov), ("decoupled L1", decoupled)):
+        if on and momentum == 0:
+            raise ValueError(f"{name} needs a momentum above 0; it changes nothing without one")
+
+
 def blasso(
     learning_rate: optax.ScalarOrSchedule,
     l1: ScalarTree,
     beta: float,
     mask: Mask = None,
+    momentum: float | jax.Array | None = None,
+    nesterov: bool = False,
+    decoupled: bool = False,
 ) -> optax.GradientTransformation:
-    """β-LASSO: SGD on the loss plus λ‖θ‖₁, then pruning of every |θ| < βλ (Algorithm 1).
+    """β-LASSO: SGD on the loss plus λ‖θ‖₁, then pruning of every |θ| < βλ (Algorithm 1), optionally with momentum.
 
-    `beta=0` is SGD with an L1 subgradient and `l1=0` plain SGD. No momentum, as in the paper.
+    `beta=0` is SGD with an L1 subgradient and `l1=0` plain SGD. No momentum (the default: None, or 0) is the
+    paper's Algorithm 1. With momentum μ the semantics are `optax.trace`'s with the L1 sign inside the
+    trace, m ← g + λ·sign(θ) + μ·m, θ ← θ − η·m (Nesterov: θ ← θ − η·(g + λ·sign(θ) + μ·m)), then every
+    |θ| < βλ is zeroed; the threshold is not scaled by η. A steady pull λ then accumulates to λ/(1−μ) per step:
+    `pull_matched_l1` gives the λ that keeps the accumulated pull when μ changes. `decoupled=True` adds the sign
+    after the trace instead (m ← g + μ·m, θ ← θ − η·(m + λ·sign(θ))), as AdamW decouples weight decay, so the
+    pull stays λ per step whatever μ.
 
     Args:
       learning_rate: η, a float or an optax schedule of the step count.
       l1: λ, a float or a pytree of floats (see `add_l1_sign`); the threshold is β·λ per leaf.
       beta: β ≥ 0.
-      mask: where β-LASSO applies (the trainer passes `kernel_mask`); elsewhere plain SGD.
+      mask: where β-LASSO applies (the trainer passes `kernel_mask`); elsewhere (momentum) SGD.
+      momentum: μ in [0, 1), the decay of the trace; None or 0 for none. An array (as `optax.inject_hyperparams`
+        makes of a number) always builds the trace, so that the state keeps one structure when μ is changed.
+      nesterov: Nesterov momentum (needs μ > 0).
+      decoupled: the L1 sign after the momentum trace instead of inside it (needs μ > 0).
 
     Returns:
-      `optax.chain(add_l1_sign(l1), optax.sgd(learning_rate), hard_threshold(beta * l1))`, stateless
-      but for the schedule's step count.
+      `optax.chain(add_l1_sign(l1), optax.sgd(learning_rate, momentum), hard_threshold(beta * l1))` (the trace
+      before `add_l1_sign` when decoupled); stateless for μ = 0 but for the schedule's step count.
 
     Examples:
       >>> import jax.numpy as jnp, optax
@@ -147,13 +169,44 @@ def blasso(
       >>> updates, _ = tx.update({"w": jnp.array([0.0, 0.0, -2.0])}, tx.init(params), params)
       >>> [round(v, 4) for v in optax.apply_updates(params, updates)["w"].tolist()]
       [0.9999, 0.0, -0.0999]
+      >>> tx = blasso(learning_rate=0.1, l1=1e-3, beta=50.0, momentum=0.9)
+      >>> state = tx.init(params)
+      >>> for _ in range(2):  # the second step moves 1.9× as far: m = g + 0.9·m
+      ...     updates, state = tx.update({"w": jnp.array([0.0, 0.0, -2.0])}, state, params)
+      ...     params = optax.apply_updates(params, updates)
+      >>> [round(v, 4) for v in params["w"].tolist()]
+      [0.9997, 0.0, 0.2803]
     """
+    if not isinstance(momentum, jax.Array):
+        momentum = momentum or 0.0
+        check_momentum(momentum, nesterov, decoupled)
     threshold = jax.tree.map(lambda lam: beta * lam, l1)
-    return optax.chain(
-        add_l1_sign(l1, mask=mask),
-        optax.sgd(learning_rate),
-        hard_threshold(threshold, mask=mask),
-    )
+    if isinstance(momentum, float | int) and momentum == 0:  # Algorithm 1 bit for bit, with the state it always had
+        descent = (add_l1_sign(l1, mask=mask), optax.sgd(learning_rate))
+    elif decoupled:
+        descent = (
+            optax.trace(decay=momentum, nesterov=nesterov),
+            add_l1_sign(l1, mask=mask),
+            optax.scale_by_learning_rate(learning_rate),
+        )
+    else:
+        descent = (add_l1_sign(l1, mask=mask), optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov))
+    return optax.chain(*descent, hard_threshold(threshold, mask=mask))
+
+
+def pull_matched_l1(l1: ScalarTree, momentum: float, reference_momentum: float = 0.0) -> ScalarTree:
+    """λ for momentum μ that keeps the accumulated L1 pull of λ at `reference_momentum` μ₀: λ·(1−μ)/(1−μ₀).
+
+    With the sign inside the trace a steady pull λ adds up to λ/(1−μ) per step, so λ/(1−μ) is held constant (the
+    L1 term's total over a run, which the paper's λ grid was tuned for). A decoupled L1 needs no such rule.
+
+    Examples:
+      >>> round(pull_matched_l1(4e-4, momentum=0.9), 12)
+      4e-05
+    """
+    check_momentum(momentum)
+    check_momentum(reference_momentum)
+    return jax.tree.map(lambda lam: lam * (1 - momentum) / (1 - reference_momentum), l1)
 
 
 def _path_names(path) -> tuple[str, ...]:

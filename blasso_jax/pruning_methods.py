@@ -24,17 +24,18 @@ Config = Any
 PyTree = Any
 
 
-def sgd(config: Config, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """The SGD baseline: weight decay on the kernels, optional momentum."""
+def sgd(config: Config, schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
+    """The SGD baseline: weight decay on the kernels, optional (Nesterov) momentum (the method's, resolved by
+    `methods.momentum`)."""
     return optax.chain(
         optax.add_decayed_weights(config.weight_decay, mask=optim.kernel_mask),
-        optax.sgd(schedule, momentum=config.momentum or None),
+        optax.sgd(schedule, momentum=momentum or None, nesterov=config.nesterov),
     )
 
 
-def masked_sgd(config: Config, schedule: optax.Schedule) -> optax.GradientTransformation:
+def masked_sgd(config: Config, schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
     """SGD whose masked-out kernel entries stay exactly 0 (the mask starts all True; pruning sets it)."""
-    return optax.chain(sgd(config, schedule), optim.keep_mask(optim.kernel_mask))
+    return optax.chain(sgd(config, schedule, momentum), optim.keep_mask(optim.kernel_mask))
 
 
 def source_path(config: Config) -> str:

@@ -18,7 +18,7 @@ import flax.linen as nn
 
 from blasso_jax import files
 from blasso_jax.checkpoints import latest_epoch, read_checkpoint
-from blasso_jax.config import RESUMABLE_FIELDS, TrainConfig, model_from_config
+from blasso_jax.config import RESUMABLE_FIELDS, TrainConfig, model_from_config, resolve_defaults
 
 
 class WorkdirError(RuntimeError):
@@ -126,8 +126,9 @@ def check_resumed_config(workdir: Path, config: TrainConfig) -> None:
     saved = saved_config(workdir)
     if saved is None:
         return
-    previous = saved.to_dict()
-    changed = {k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v}
+    previous = resolve_defaults(saved.to_dict())
+    requested = resolve_defaults(config.to_dict())
+    changed = {k: (previous.get(k), v) for k, v in requested.items() if previous.get(k) != v}
     changed = {k: values for k, values in changed.items() if k not in RESUMABLE_FIELDS}
     if changed:
         listing = "; ".join(f"{k}: saved {old!r}, requested {new!r}" for k, (old, new) in sorted(changed.items()))

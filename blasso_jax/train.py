@@ -27,7 +27,7 @@ from blasso_jax import data as data_lib
 from blasso_jax import files, methods, parallel, rng, rundir, stopping
 from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import Checkpoints, checkpointed_tree, latest_epoch, tree_bytes
-from blasso_jax.config import TrainConfig, model_from_config, relevant_config
+from blasso_jax.config import TrainConfig, model_from_config, same_run
 from blasso_jax.counting import kernel_sizes, nonzero_counts
 from blasso_jax.progress import Progress, log
 from blasso_jax.records import EpochLog, check_finite, epoch_record, is_new_best, make_accuracy, selectable
@@ -285,7 +285,7 @@ def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     if (workdir / "results.json").exists():
         results = json.loads((workdir / "results.json").read_text())
         saved = TrainConfig.from_dict(results["config"]).replace(tensorboard=config.tensorboard).to_dict()
-        if relevant_config(saved) != relevant_config(config.to_dict()):
+        if not same_run(saved, config.to_dict()):
             raise WorkdirError(f"{workdir} holds a finished run of another config; choose another workdir")
         return results
     resume = latest_epoch(workdir) is not None

@@ -51,7 +51,7 @@ def define_train_flags() -> None:
             flags.DEFINE_bool(field.name, None, help_text)
         elif kind in (int, int | None):
             flags.DEFINE_integer(field.name, None, help_text)
-        elif kind is float:
+        elif kind in (float, float | None):
             flags.DEFINE_float(field.name, None, help_text)
         else:
             flags.DEFINE_string(field.name, None, help_text)
@@ -62,6 +62,9 @@ def _field_help(name: str) -> str:
     from blasso_jax import methods, models
 
     valid = {"model": models.MODELS, "method": methods.METHODS}.get(name)
+    if name == "momentum":
+        defaults = ", ".join(f"{m.name} {m.default_momentum:g}" for m in methods.METHODS.values())
+        return f"{config_lib.field_help(name)}: {defaults}"
     return config_lib.field_help(name) + (f": {', '.join(valid)}" if valid else "")
 
 

@@ -3,14 +3,16 @@
     python -m experiments.table2 --beta=1                  # β-LASSO β=1 on CIFAR-10, Table 2 settings
     python -m experiments.table2 --method=sgd --dataset=svhn_cropped
     python -m experiments.table2 --sweep --datasets=cifar10,cifar100,svhn_cropped   # the whole table
-    python -m experiments.table2 --grid=paper --datasets=cifar10,cifar100,svhn_cropped  # tuned as the paper
+    python -m experiments.table2 --sweep --grid=paper --datasets=cifar10,cifar100,svhn_cropped  # tuned as the paper
+    python -m experiments.table2 --config=cpu_augment --method=sgd --grid=cpu_augment   # one run's grid
     python -m experiments.table2 --config=smoke            # a CPU-sized run end to end
 
 A sweep runs β ∈ {0, 1, 50} and SGD per dataset in `<workdir>/<run name>`; finished cells are
 read back and interrupted ones resumed, so rerunning the command continues the sweep. `--grid`
-sweeps too, but trains each cell over its method's grid (`blasso_jax.methods`: for β-LASSO λ_first
-× λ_rest, for SGD momentum × weight decay, each × dropout {0, rate}) in `<workdir>/<run name>/<grid
-point>`, and reports the configuration of best validation accuracy with its test accuracy.
+trains the run (with `--sweep`, each cell of the sweep) over its method's named grid
+(`blasso_jax.methods`: for β-LASSO λ_first × λ_rest, for SGD momentum × weight decay, the paper's
+grids each × dropout {0, rate}) in `<workdir>/<run name>/<grid point>`, and reports the configuration
+of best validation accuracy with its test accuracy.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ train_flags.define_once(
 )
 train_flags.define_once(
     lambda name, default, help_text, **kwargs: flags.DEFINE_enum(
-        name, default, list(methods.GRID_NAMES), help_text, **kwargs
+        name, default, list(methods.grid_names()), help_text, **kwargs
     ),
     "grid",
     None,
-    "tune each cell of the sweep over its method's grid ('paper': the paper's; 'small': a CPU-sized subset) "
-    "and report the configuration of best validation accuracy",
+    "tune the run (with --sweep: each cell of the sweep) over its method's grid of this name ('paper': the paper's; "
+    "'small': a CPU-sized subset; 'cpu_augment' (SGD) and 'cpu_augment_momentum' (β-LASSO): the cpu_augment "
+    "preset's) and report the configuration of best validation accuracy",
 )
 FLAGS = flags.FLAGS
 
@@ -58,13 +61,13 @@ def sweep(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
     sweep_lib.write_table(root / "table2.md", report.markdown_table(report.TABLE2_HEADERS, rows))
 
 
-def grid_sweep(config: config_lib.TrainConfig, grid: str, seeds: tuple[int, ...]) -> None:
-    """Trains or reads back every grid point of every sweep cell (over --seeds), selects each cell's point by its
-    mean validation accuracy and writes the selected configurations with their accuracies to `<workdir>/table2.md`."""
-    if config.validation_size == 0:
+def grid_sweep(cells: list[config_lib.TrainConfig], grid: str, seeds: tuple[int, ...]) -> None:
+    """Trains or reads back every grid point of every cell (over --seeds), selects each cell's point by its mean
+    validation accuracy and writes the selected configurations with their accuracies to `<workdir>/table2.md`."""
+    if any(cell.validation_size == 0 for cell in cells):
         raise ValueError("--grid selects by validation accuracy; set --validation_size above 0")
     root = Path(FLAGS.workdir or "runs/table2")
-    grids = {config_lib.run_name(cell): methods.grid_configs(cell, grid) for cell in sweep_cells(config)}
+    grids = {config_lib.run_name(cell): methods.grid_configs(cell, grid) for cell in cells}
     total = sum(map(len, grids.values())) * len(seeds)
     print(f"{total} runs of grid {grid!r} over {len(grids)} cells and {len(seeds)} seed(s) in {root}")
     rows = []
@@ -81,9 +84,13 @@ def grid_sweep(config: config_lib.TrainConfig, grid: str, seeds: tuple[int, ...]
 def grid_point_name(config: config_lib.TrainConfig, grid: str, seeds: int = 1) -> str:
     """A grid point's directory name: its values of the grid's fields, e.g. l1_first2e-06-l1_rest5e-06-dropout0
     (with `-seed<s>` when the grid runs over several seeds)."""
-    fields = (*methods.get(config.method).grids[grid], "dropout")
-    name = "-".join(f"{field}{getattr(config, field):g}" for field in fields)
+    fields = methods.get(config.method).grids[grid].fields
+    name = "-".join(f"{field}{_value_name(getattr(config, field))}" for field in fields)
     return f"{name}-seed{config.seed}" if seeds > 1 else name
+
+
+def _value_name(value: float | bool) -> str:
+    return str(value) if isinstance(value, bool) else f"{value:g}"
 
 
 def train_one(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
@@ -111,7 +118,7 @@ def body() -> None:
     config = train_flags.config_from_flags()
     seeds = sweep_lib.parse_seeds(FLAGS.seeds, config.seed)
     if FLAGS.grid:
-        grid_sweep(config, FLAGS.grid, seeds)
+        grid_sweep(sweep_cells(config) if FLAGS.sweep else [config], FLAGS.grid, seeds)
     else:
         sweep(config, seeds) if FLAGS.sweep else train_one(config, seeds)
 

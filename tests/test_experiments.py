@@ -46,13 +46,14 @@ def test_grids_are_the_papers_values_crossed_with_dropout():
     assert {c.weight_decay for c in sgd} == {0.0, 1e-4, 2e-4, 5e-4, 1e-3} and {c.dropout for c in sgd} == {0.0, 0.3}
     small = methods.grid_configs(config_lib.preset("table2"), "small")
     assert set(small) <= set(blasso) and len(small) == 4  # a named subset of the paper's grid
-    with pytest.raises(ValueError, match="unknown grid 'huge'; valid: paper, small"):
+    valid = "cpu_augment, cpu_augment_momentum, cpu_augment_variants, paper, small"
+    with pytest.raises(ValueError, match=f"unknown grid 'huge'; valid: {valid}"):
         methods.grid_configs(config_lib.preset("table2"), "huge")
 
 
 def test_table2_grid_selects_each_cell_by_validation_and_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(table2, "SWEEP", (("blasso", {"beta": 50.0}), ("sgd", {})))
-    argv = ["--config=smoke", "--epochs=1", "--grid=small", "--datasets=synthetic", f"--workdir={tmp_path}"]
+    argv = ["--config=smoke", "--epochs=1", "--sweep", "--grid=small", "--datasets=synthetic", f"--workdir={tmp_path}"]
     run(table2, argv)
     assert "8 runs of grid 'small' over 2 cells and 1 seed(s)" in capsys.readouterr().out
     table = (tmp_path / "table2.md").read_text()
