@@ -100,6 +100,12 @@ def run_evidence(run_dir: Path, dataset: Any, window: int = 9) -> dict[str, Any]
         "final_test_accuracy_window_cropped": accuracy(model, cropped, *test),
         "window": window,
         "git_commit": results.get("git_commit"),
+        # Absent from runs written before they were recorded.
+        "wall_seconds": results.get("wall_seconds"),
+        "train_seconds": results.get("train_seconds"),
+        "device_kind": results.get("device_kind"),
+        "device_count": results.get("device_count"),
+        "host": results.get("host"),
     }
 
 

@@ -3,6 +3,9 @@ sparse weights, both written atomically by process 0."""
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -14,7 +17,29 @@ from blasso_jax.records import selected_record
 from blasso_jax.rundir import git_commit
 
 
-def summarise(run: Any, wall_seconds: float) -> dict[str, Any]:
+def cpu_model() -> str:
+    """The host CPU's model name (`/proc/cpuinfo`), or what `platform` knows of it elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host(load_at_start: tuple[float, float, float]) -> dict[str, Any]:
+    """Where and how loaded a run ran: CPU model and count, and the 1/5/15-minute load averages at its start and
+    end (a load above the core count means the run shared the cores, so its times are not a quiet machine's)."""
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "load_average_start": [round(x, 2) for x in load_at_start],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def summarise(run: Any, wall_seconds: float, load_at_start: tuple[float, float, float]) -> dict[str, Any]:
     """Writes `sparse_params.npz` and `results.json` of the finished `run` and returns the results."""
     workdir, final = run.workdir, run.history[-1]
     best = selected_record(run)
@@ -50,6 +75,9 @@ def summarise(run: Any, wall_seconds: float) -> dict[str, Any]:
         "device_kind": jax.devices()[0].device_kind,
         "device_count": jax.device_count(),
         "wall_seconds": wall_seconds,
+        # Summed over the epochs of every process that trained the run (a resumed run's included).
+        "train_seconds": sum(record["epoch_seconds"] for record in run.history),
+        "host": host(load_at_start),
     }
     if parallel.is_writer():
         files.atomic_write_json(workdir / "results.json", results)

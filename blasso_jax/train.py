@@ -77,7 +77,7 @@ def train_and_evaluate(
       The content of `results.json` (best-validation and final accuracies, non-zeros, locality,
       config, commit, device, wall time), or None after `stop_after`.
     """
-    start_time = time.time()
+    start_time, load_at_start = time.time(), os.getloadavg()
     if resume and (Path(workdir) / "results.json").is_file():
         rundir.check_resumed_config(Path(workdir).absolute(), config)
         log(f"the run in {workdir} is finished; its results are left as they are")
@@ -86,7 +86,7 @@ def train_and_evaluate(
     try:
         if not _train_epochs(run, stop_after):
             return None
-        return summarise(run, time.time() - start_time)
+        return summarise(run, time.time() - start_time, load_at_start)
     finally:
         run.checkpoints.close()
         if run.lock is not None:
