@@ -209,15 +209,15 @@ _BLASSO_GRIDS = {
         beta=tuple(round(1e-3 / lam, 6) for lam in _CPU_AUGMENT_L1_FIRST),
         momentum=(0.9,) * 4,
     ),
-    # The two variants at cpu_augment's λ 4e-4 / 1e-4 and β 2.5, against the pull-matched rule (first point,
-    # the momentum grid's first point): momentum 0.9 with λ unchanged (10× the accumulated pull), and the
-    # decoupled L1 (the sign outside the trace: the same accumulated pull as the rule's point).
+    # The two variants at cpu_augment's λ 4e-4 / 1e-4 and β 2.5, each against the pull-matched rule (the momentum
+    # grid's first point, λ ÷ 10): momentum 0.9 with λ unchanged (10× the accumulated pull), and the decoupled L1
+    # (the sign outside the trace: the same accumulated pull as the rule's point).
     "cpu_augment_variants": zipped(
-        l1_first=(4e-5, 4e-4, 4e-4),
-        l1_rest=(1e-5, 1e-4, 1e-4),
-        beta=(25.0, 2.5, 2.5),
-        momentum=(0.9, 0.9, 0.9),
-        decoupled_l1=(False, False, True),
+        l1_first=(4e-4, 4e-4),
+        l1_rest=(1e-4, 1e-4),
+        beta=(2.5, 2.5),
+        momentum=(0.9, 0.9),
+        decoupled_l1=(False, True),
     ),
 }
 
