@@ -76,7 +76,8 @@ def locality(
       random filters of the same shape (`*_chance`).
       Each unit against its own permutation null (`blasso_jax.locality.unit_locality`) adds `window_share_null`,
       `ratio`, `ipr` and `nonzero_sites` per unit, and `ratio_median`, `ratio_ge2_fraction`, `ipr_median`,
-      `window_share_null_median` and `ratio_units` (units with >= 5 non-zero pixels) to `summary`.
+      `ipr_top_half_mean`, `ipr_random`, `ipr_ge4x_fraction`, `window_share_null_median` and `ratio_units`
+      (units with >= 5 non-zero pixels) to `summary`.
     """
     kernel = jnp.asarray(kernel)  # stays on device when it is a device array
     height, width, channels = _check_locality_arguments(kernel, image_shape, mass, window)
@@ -115,7 +116,7 @@ def _with_permutation_null(result: dict, kernel, image_shape: tuple[int, int, in
         "ratio_median": null["summary"]["ratio_median"],
         "ratio_ge2_fraction": null["summary"]["ratio_ge2_fraction"],
         "window_share_null_median": null["summary"]["null_median"],
-        "ipr_median": null["summary"]["ipr_median"],
+        **{k: null["summary"][k] for k in ("ipr_median", "ipr_top_half_mean", "ipr_random", "ipr_ge4x_fraction")},
     }
     unit_arrays = {"window_share_null": null["null"], "ratio": null["ratio"], "ipr": null["ipr"]}
     return {**result, **unit_arrays, "nonzero_sites": null["nonzeros"], "summary": summary}

@@ -96,6 +96,7 @@ def run_evidence(run_dir: Path, dataset: Any, window: int = 9) -> dict[str, Any]
         "dense_per_layer": results["dense_per_layer"],
         "locality": {k: v for k, v in locality["summary"].items()},
         "unit_ratios": _unit_ratios(locality),
+        "unit_iprs": _unit_iprs(locality),
         "final_test_accuracy_uncropped": accuracy(model, variables, *test),
         "final_test_accuracy_window_cropped": accuracy(model, cropped, *test),
         "window": window,
@@ -107,6 +108,12 @@ def run_evidence(run_dir: Path, dataset: Any, window: int = 9) -> dict[str, Any]
         "device_count": results.get("device_count"),
         "host": results.get("host"),
     }
+
+
+def _unit_iprs(locality: dict[str, Any]) -> list[float]:
+    """Per-unit IPR of the units the summary counts (those with a ratio), for the figures and the IPR summaries."""
+    ipr, ratio = (np.asarray(locality.get(k, []), np.float64) for k in ("ipr", "ratio"))
+    return [float(f"{v:.4g}") for v in ipr[np.isfinite(ratio)]]
 
 
 def _unit_ratios(locality: dict[str, Any]) -> list[float]:

@@ -13,9 +13,11 @@ periodic), a torus (D×D, periodic) or an image (H×W, windows inside the image,
   `window`×`window` sites (torus, image);
 - `null`: the mean of that share over `draws` independent uniform permutations of the unit's own sites;
 - `ratio` = share / null: ≈ 1 without spatial structure, up to 1/null for a unit inside one window;
-- `ipr` = Σm⁴/(Σm²)² of the map m, from 1/sites (dense, equal) to 1 (one site). IPR does not depend on
-  where the weights are (it is exactly invariant under permuting positions), so its permutation null
-  is itself: it measures sparsity, not locality, and is reported as such;
+- `ipr` = Σm⁴/(Σm²)² of the map m (Lufkin et al.'s convention; Ingrosso & Goldt's code returns its
+  reciprocal), from 1/sites (dense, equal) to 1 (one site). IPR does not depend on where the weights are
+  (it is exactly invariant under permuting positions), so its permutation null is itself: it measures
+  concentration (sparsity), not locality, and is reported beside the ratio as such. Its reference level is
+  `random_unit_ipr`, a dense Gaussian unit's: 3/(sites + 2) for one channel;
 - `nonzeros`: sites with a non-zero weight in any channel.
 
 `summarize` gives the medians over units with at least `min_nonzeros` non-zero sites (below that a
@@ -150,16 +152,40 @@ def unit_locality(
         per_unit["ratio"] = per_unit["share"] / per_unit["null"]
         per_unit["ipr"] = np.where(nonzeros > 0, (maps**4).sum(1) / squares**2, np.nan)
     per_unit["nonzeros"] = nonzeros
-    return {**per_unit, "summary": summarize(per_unit, min_nonzeros)}
+    return {**per_unit, "summary": summarize(per_unit, min_nonzeros, random_unit_ipr(geometry))}
 
 
-def summarize(per_unit: dict[str, np.ndarray], min_nonzeros: int = MIN_NONZEROS) -> dict[str, Any]:
+IPR_FACTOR = 4  # a unit counts as concentrated at IPR ≥ this many times a dense random unit's
+
+
+@functools.lru_cache(maxsize=16)
+def random_unit_ipr(geometry: Geometry) -> float:
+    """The expected IPR of a dense Gaussian unit's map on `geometry`: 3/(sites + 2) exactly for one channel (w²/Σw²
+    is Beta(1/2, (D−1)/2)); with several channels (|w| summed per site) the mean over 512 units drawn with a
+    fixed seed, so that it is the same number everywhere (its spread over units is a few % of it at 1,024 sites).
+
+    Examples:
+      >>> random_unit_ipr(Geometry("torus", (20, 20))) == 3 / 402
+      True
+    """
+    if geometry.channels == 1:
+        return 3 / (geometry.sites + 2)
+    weights = np.random.default_rng(0).standard_normal((512, geometry.sites, geometry.channels))
+    maps = np.abs(weights).sum(-1)
+    return float(np.mean((maps**4).sum(1) / (maps**2).sum(1) ** 2))
+
+
+def summarize(
+    per_unit: dict[str, np.ndarray], min_nonzeros: int = MIN_NONZEROS, ipr_random: float | None = None
+) -> dict[str, Any]:
     """Medians over the units with at least `min_nonzeros` non-zero sites, order-free and JSON-ready.
 
     Returns:
       `units` (counted), `units_sparse` (1 to min_nonzeros − 1 non-zeros, left out), `units_zero`,
       `ratio_median`, `ratio_ge2_fraction` (share ≥ 2× its null), `share_median`, `null_median`,
-      `ipr_median` and `nonzeros_median`; medians are None when no unit counts.
+      `ipr_median`, `ipr_top_half_mean` (the mean IPR of the more concentrated half of the counted units) and
+      `nonzeros_median`; with `ipr_random` (`random_unit_ipr`) also `ipr_random` and `ipr_ge4x_fraction` (units
+      at IPR ≥ `IPR_FACTOR` × it). Medians are None when no unit counts.
     """
     nonzeros = per_unit["nonzeros"]
     counted = nonzeros >= min_nonzeros
@@ -167,7 +193,13 @@ def summarize(per_unit: dict[str, np.ndarray], min_nonzeros: int = MIN_NONZEROS)
     def median(name: str) -> float | None:
         return float(np.median(per_unit[name][counted])) if counted.any() else None
 
+    iprs = np.sort(per_unit["ipr"][counted])
+    concentration = {"ipr_top_half_mean": float(iprs[len(iprs) // 2 :].mean()) if len(iprs) else None}
+    if ipr_random is not None:
+        fraction = float((iprs >= IPR_FACTOR * ipr_random).mean()) if len(iprs) else None
+        concentration.update(ipr_random=ipr_random, ipr_ge4x_fraction=fraction)
     return {
+        **concentration,
         "units": int(counted.sum()),
         "units_sparse": int(((nonzeros > 0) & ~counted).sum()),
         "units_zero": int((nonzeros == 0).sum()),

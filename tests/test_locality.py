@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from blasso_jax import analysis
-from blasso_jax.locality import Geometry, best_window_share, summarize, unit_locality
+from blasso_jax.locality import Geometry, best_window_share, random_unit_ipr, summarize, unit_locality
 
 KEY = jax.random.key(0)
 U32 = 2.0**-24  # float32 unit roundoff
@@ -213,3 +213,34 @@ def test_analysis_locality_adds_the_per_unit_null_to_its_image_summary():
     for field in ("radius_median", "window_share_median", "window_share_shuffled", "window_share_chance"):
         assert field in summary  # the fields committed results refer to are kept
     np.testing.assert_allclose(result["window_share"], unit["share"], rtol=81 * U32)
+
+
+def test_ipr_is_one_for_a_one_hot_unit_and_one_over_sites_for_a_constant_unit():
+    geometry = Geometry("torus", (6, 6), window=3)
+    kernel = np.zeros((36, 2), np.float32)
+    kernel[17, 0] = -2.5
+    kernel[:, 1] = 0.3
+    ipr = unit_locality(kernel, geometry, KEY)["ipr"]
+    np.testing.assert_allclose(ipr, [1.0, 1 / 36], rtol=36 * U32)
+
+
+def test_random_unit_ipr_is_three_over_sites_plus_two_and_the_summary_counts_units_against_it():
+    """3/(D+2) is the exact mean IPR of a Gaussian unit (one channel); 4,000 drawn units must agree within the
+    standard error of their mean (5 standard errors: a false alarm about once in 3 million runs)."""
+    geometry = Geometry("ring", (1, 50), window=3)
+    draws = np.random.default_rng(8).standard_normal((4000, 50))
+    iprs = (draws**4).sum(1) / (draws**2).sum(1) ** 2
+    expected = random_unit_ipr(geometry)
+    assert expected == 3 / 52
+    assert abs(iprs.mean() - expected) < 5 * iprs.std(ddof=1) / np.sqrt(len(iprs))
+    # Three dense random units and three concentrated ones (two sites each: IPR 1/2 ≥ 4 × 3/52).
+    kernel = np.concatenate([draws[:3].T, np.zeros((50, 3))], axis=1).astype(np.float32)
+    for unit, site in zip((3, 4, 5), (0, 20, 40)):
+        kernel[site : site + 2, unit] = 1.0
+    kernel[:, 3:] += 1e-3 * (np.arange(50)[:, None] % 7 == 0)  # counted: at least 5 non-zero sites
+    summary = unit_locality(kernel, geometry, KEY)["summary"]
+    assert summary["ipr_random"] == expected and summary["ipr_ge4x_fraction"] == 0.5
+    per_unit = unit_locality(kernel, geometry, KEY)["ipr"]
+    assert summary["ipr_top_half_mean"] == pytest.approx(np.sort(per_unit)[3:].mean())
+    # Several channels: |w| summed per site is less heavy-tailed than one Gaussian, so below 3/(D+2).
+    assert random_unit_ipr(Geometry("image", (5, 10), channels=3, window=3)) < 3 / 52
