@@ -3,7 +3,7 @@
 from blasso_jax.config import TrainConfig, preset
 from blasso_jax.counting import FIRST_LAYER, count_params, kernel_sizes, nonzero_counts
 from blasso_jax.models import MODEL_NAMES, LayerSpec, Network, create_model, layer_specs, three_fc_width
-from blasso_jax.optim import add_l1_sign, blasso, hard_threshold, kernel_mask, layerwise_l1
+from blasso_jax.optim import add_l1_sign, blasso, hard_threshold, kernel_mask, layerwise_l1, pull_matched_l1
 from blasso_jax.rundir import load_run
 from blasso_jax.train import train_and_evaluate
 
@@ -25,6 +25,7 @@ __all__ = [
     "kernel_sizes",
     "layer_specs",
     "layerwise_l1",
+    "pull_matched_l1",
     "nonzero_counts",
     "three_fc_width",
 ]

@@ -51,6 +51,26 @@ def test_grids_are_the_papers_values_crossed_with_dropout():
         methods.grid_configs(config_lib.preset("table2"), "huge")
 
 
+def test_cpu_augment_grids_are_the_issues_values_and_of_one_size():
+    base = config_lib.preset("cpu_augment")
+    sgd = methods.grid_configs(base.replace(method="sgd"), "cpu_augment")
+    assert sorted(c.weight_decay for c in sgd) == [1e-4, 5e-4, 1e-3, 2e-3]
+    assert {(c.momentum, c.dropout) for c in sgd} == {(0.9, 0.0)}
+    blasso = methods.grid_configs(base, "cpu_augment_momentum")
+    assert len(blasso) == len(sgd) == len(set(blasso))
+    assert [c.l1_first for c in blasso] == [4e-5, 6e-5, 1e-4, 2e-4]
+    assert {(c.l1_rest, c.momentum, c.dropout, c.decoupled_l1) for c in blasso} == {(1e-5, 0.9, 0.0, False)}
+    for c in blasso:  # the threshold β·λ_first stays cpu_augment's 1e-3
+        assert c.beta * c.l1_first == pytest.approx(base.beta * base.l1_first, rel=1e-6)
+    # The rule's point is the pull-matched λ of cpu_augment's β-LASSO at momentum 0.9.
+    assert blasso[0].l1_first == pytest.approx(bj.pull_matched_l1(base.l1_first, 0.9), rel=1e-12)
+    variants = methods.grid_configs(base, "cpu_augment_variants")
+    assert {(c.l1_first, c.l1_rest, c.beta, c.momentum) for c in variants} == {(4e-4, 1e-4, 2.5, 0.9)}
+    assert [c.decoupled_l1 for c in variants] == [False, True]
+    with pytest.raises(ValueError, match="method sgd has no grid 'cpu_augment_momentum'; its grids: paper, small"):
+        methods.grid_configs(base.replace(method="sgd"), "cpu_augment_momentum")
+
+
 def test_table2_grid_selects_each_cell_by_validation_and_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(table2, "SWEEP", (("blasso", {"beta": 50.0}), ("sgd", {})))
     argv = ["--config=smoke", "--epochs=1", "--sweep", "--grid=small", "--datasets=synthetic", f"--workdir={tmp_path}"]

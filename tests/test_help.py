@@ -42,3 +42,16 @@ def test_every_entry_point_lists_its_own_flags_in_help(tmp_path):
         listed = {line.split(":")[0] for line in lines if line.startswith("--")}
         missing[name] = [flag for flag in EXPECTED[name] if flag not in listed]
     assert not any(missing.values()), f"flags missing from --help: { {k: v for k, v in missing.items() if v} }"
+
+
+def test_table2_help_says_which_momentum_default_applies_to_which_method(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.table2", "--help"],
+        cwd=tmp_path,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    text = " ".join(out.split())  # absl wraps help lines
+    assert "blasso 0, sgd 0.9" in text and "imp 0.9" in text

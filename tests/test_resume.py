@@ -148,3 +148,18 @@ def test_resume_of_a_finished_run_leaves_its_results_as_they_are(tmp_path, capsy
     assert (workdir / "results.json").read_bytes() == before
     assert "is finished; its results are left as they are" in capsys.readouterr().out
     assert json.loads(before)["epochs"] == 2
+
+
+def test_a_run_written_before_momentum_was_a_blasso_setting_resumes_as_before(tmp_path, straight):
+    """Such a run's config.jsonl holds SGD's old default momentum 0.9 and no nesterov / decoupled_l1 field; its
+    β-LASSO trained without momentum, and so must the rest of it, with or without the preset's flags."""
+    for flags_given in (CONFIG, []):
+        workdir = tmp_path / f"old{len(flags_given)}"
+        run_cli([*CONFIG, f"--workdir={workdir}", "--stop_after=3"])
+        old = [
+            {**{k: v for k, v in c.items() if k not in ("nesterov", "decoupled_l1")}, "momentum": 0.9}
+            for c in files.read_jsonl(workdir / "config.jsonl")
+        ]
+        files.write_jsonl(workdir / "config.jsonl", old)
+        run_cli([*flags_given, f"--workdir={workdir}", "--resume"])
+        _same_run(straight, workdir)

@@ -6,13 +6,14 @@ import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from absl import flags
 from PIL import Image
 
+from blasso_jax import checkpoints, files, methods, models, parallel, rundir, step, tensorboard, train
 from blasso_jax import config as config_lib
 from blasso_jax import data as data_lib
-from blasso_jax import files, methods, models, parallel, rundir, step, tensorboard, train
 from experiments import table2
 
 
@@ -333,3 +334,20 @@ def test_a_finished_run_counts_for_a_sweep_with_tensorboard_on(tmp_path):
     assert train.run_once(config.replace(tensorboard=True), tmp_path)["epochs"] == 2
     with pytest.raises(rundir.WorkdirError, match="another config"):
         train.run_once(config.replace(seed=1), tmp_path)
+
+
+def test_a_blasso_runs_momentum_flag_reaches_its_optimizer_and_config_jsonl(tmp_path):
+    def run(workdir, *extra):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["table2", "--config=smoke", "--epochs=1", "--locality_every=0", f"--workdir={workdir}", *extra])
+        table2.main(["table2"])
+        _, saved = checkpoints.read_checkpoint(workdir / "checkpoints")
+        return files.read_jsonl(workdir / "config.jsonl")[-1], saved
+
+    config, saved = run(tmp_path / "momentum", "--momentum=0.9", "--nesterov")
+    assert (config["momentum"], config["nesterov"], config["decoupled_l1"]) == (0.9, True, False)
+    trace = optax.tree_utils.tree_get(saved["opt_state"], "trace")
+    assert trace is not None and np.any(np.asarray(trace["layer1"]["kernel"]) != 0)  # a trace that moved
+    config, saved = run(tmp_path / "paper")
+    assert config["momentum"] is None  # unset: the method's default, none for β-LASSO
+    assert optax.tree_utils.tree_get(saved["opt_state"], "trace") is None
