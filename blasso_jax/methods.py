@@ -231,6 +231,15 @@ def _blasso_variant(config: Config, sep: str, on: str) -> str:
     return "".join(sep + part for part in parts)
 
 
+def _sgd_recipe(config: Config) -> str:
+    """Where an SGD-trained method's recipe differs from the baseline's (momentum 0.9, weight decay 5e-4), as a
+    suffix of its label, so that the cells of an SGD grid are told apart in tables ('' for the baseline)."""
+    parts = [f"weight decay {config.weight_decay:g}"] if config.weight_decay != 5e-4 else []
+    parts += [f"momentum {momentum(config):g}"] if momentum(config) != 0.9 else []
+    parts += ["Nesterov"] if config.nesterov else []
+    return "".join(", " + part for part in parts)
+
+
 def _with_momentum_check(check: Callable[[Config], Any]) -> Callable[[Config], None]:
     def validate(config: Config) -> None:
         _check_momentum(config)
@@ -261,7 +270,7 @@ register(
     Method(
         name="sgd",
         make_optimizer=_sgd_optimizer,
-        label=lambda config: "SGD",
+        label=lambda config: "SGD" + _sgd_recipe(config),
         run_name=lambda config: "sgd",
         fields=_SGD_FIELDS,
         paper_key=lambda config: "sgd",
@@ -274,7 +283,9 @@ for _shuffle in (False, True):
         Method(
             name="shuffled_mask_retrain" if _shuffle else "mask_retrain",
             make_optimizer=_masked_sgd_optimizer,
-            label=lambda config, s=_shuffle: f"SGD, {'pixel-shuffled ' if s else ''}β-LASSO first-layer mask",
+            label=lambda config, s=_shuffle: (
+                f"SGD, {'pixel-shuffled ' if s else ''}β-LASSO first-layer mask" + _sgd_recipe(config)
+            ),
             run_name=lambda config, s=_shuffle: "shuffled-mask-retrain" if s else "mask-retrain",
             fields=(*_SGD_FIELDS, "mask_source"),
             grids=_SGD_GRIDS,
@@ -287,7 +298,9 @@ register(
     Method(
         name="magnitude",
         make_optimizer=_masked_sgd_optimizer,
-        label=lambda config: f"magnitude pruning to {config.density_first:g} / {config.density_rest:g}",
+        label=lambda config: (
+            f"magnitude pruning to {config.density_first:g} / {config.density_rest:g}" + _sgd_recipe(config)
+        ),
         run_name=lambda config: f"magnitude-{_densities(config)}-ft{config.finetune_epochs}",
         fields=(*_SGD_FIELDS, "density_first", "density_rest", "finetune_epochs"),
         grids=_SGD_GRIDS,
@@ -300,7 +313,7 @@ register(
     Method(
         name="imp",
         make_optimizer=_imp_optimizer,
-        label=lambda config: f"IMP to {config.density_first:g} / {config.density_rest:g}",
+        label=lambda config: f"IMP to {config.density_first:g} / {config.density_rest:g}" + _sgd_recipe(config),
         run_name=lambda config: f"imp-{_densities(config)}-rate{config.imp_rate:g}-rewind{config.rewind_epoch}",
         fields=(*_SGD_FIELDS, "density_first", "density_rest", "imp_rate", "rewind_epoch"),
         grids=_SGD_GRIDS,

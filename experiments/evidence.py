@@ -5,6 +5,8 @@ per-unit ratios, and the first layer of one run as `layer1.npz`.
     python -m experiments.evidence --runs=runs/a/blasso-s0,runs/a/sgd-s0 --out=docs/results/cpu_augment
     python -m experiments.evidence --out=docs/results/cpu_augment --table        # the table and histogram only
     python -m experiments.evidence --runs=runs/a/blasso-s1 --out=docs/results/cpu_augment --kernel_from=runs/a/blasso-s1
+    python -m experiments.evidence --frontier=docs/results/cpu_augment,docs/results/cpu_augment_grids \
+        --frontier_out=docs/figures/frontier_cpu_augment     # accuracy against locality, every cell
 
 Each run's dataset is loaded as the run loaded it (its config), for the test images and the normalisation.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from blasso_jax import analysis, evidence, figures, files, methods, rundir, sweep, train
+from blasso_jax import analysis, evidence, figures, files, frontier, methods, rundir, sweep, train
 from blasso_jax.counting import FIRST_LAYER
 from experiments import evidence_outputs
 from experiments import flags as train_flags
@@ -30,6 +32,10 @@ train_flags.define_once(
     flags.DEFINE_list, "figure4", None, "run directories whose 64 most local first-layer units are drawn side by side"
 )
 train_flags.define_once(flags.DEFINE_string, "figure4_out", None, "the Figure 4 path without suffix (.png and .pdf)")
+train_flags.define_once(
+    flags.DEFINE_list, "frontier", None, "evidence directories whose JSONs the accuracy-locality frontier plots"
+)
+train_flags.define_once(flags.DEFINE_string, "frontier_out", None, "the frontier path without suffix (.png and .pdf)")
 FLAGS = flags.FLAGS
 
 
@@ -76,6 +82,12 @@ def write_figure4(run_dirs: list[Path], path: str) -> None:
 
 
 def body() -> None:
+    if FLAGS.frontier:
+        records = [json.loads(p.read_text()) for d in FLAGS.frontier for p in sorted(Path(d).glob("*.json"))]
+        paths = frontier.plot_frontier(records, FLAGS.frontier_out or "frontier")
+        print(f"frontier: {', '.join(map(str, paths))}")
+        if not FLAGS.out:
+            return
     if not FLAGS.out:
         raise app.UsageError("--out (the evidence directory, e.g. docs/results/<preset>) is required")
     out = Path(FLAGS.out)
