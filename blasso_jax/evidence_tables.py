@@ -37,12 +37,17 @@ def by_label(records: Sequence[Record]) -> dict[str, list[Record]]:
     return groups
 
 
+def paired(runs: Sequence[Record], reference: Sequence[Record], read: Callable[[Record, Record], float]) -> list[float]:
+    """`read(run, reference run of the same seed)` for every seed both ran, in the order of `runs`."""
+    of_seed = {r["seed"]: r for r in reference}
+    return [read(r, of_seed[r["seed"]]) for r in runs if r["seed"] in of_seed]
+
+
 def paired_difference(
     runs: Sequence[Record], reference: Sequence[Record], read: Callable[[Record], float], digits: int = 2
 ) -> str:
     """`read(run) − read(reference run of the same seed)`, mean ± sample std over the seeds both ran, signed."""
-    of_seed = {r["seed"]: read(r) for r in reference}
-    differences = [read(r) - of_seed[r["seed"]] for r in runs if r["seed"] in of_seed]
+    differences = paired(runs, reference, lambda run, ref: read(run) - read(ref))
     return report.mean_std(differences, digits, count=False, signed=True)
 
 
@@ -83,8 +88,9 @@ METHOD_HEADERS = (
 def _method_row(label: str, runs: list[Record], reference: list[Record] | None) -> list[str]:
     """One method's row: its runs over seeds, against `reference` (None: no reference in its folder)."""
     radius = _stat([_radius(r) for r in runs], 1)
-    if reference:
-        radius += f" (÷ {statistics.mean(map(_radius, runs)) / statistics.mean(map(_radius, reference)):.2f})"
+    shrink = paired(runs, reference or (), lambda run, ref: _radius(run) / _radius(ref))
+    if shrink:
+        radius += f" (÷ {statistics.mean(shrink):.2f})"
     layers = runs[0]["dense_per_layer"]
     is_reference = runs is reference
     return [
@@ -179,18 +185,16 @@ TARGETS = (
 
 
 def targets_table(folders: Folders, labels: Sequence[str] | None = None, reference: str = "SGD") -> str:
-    """Per method and target: the value, mean ± std over the seeds that have a reference run of the same seed,
-    and how many of those seeds meet the target."""
+    """Per method and target: the value of each seed against the reference run of that seed, mean ± std over
+    those seeds, and how many of them meet the target."""
 
     def rows(name: str, label: str, runs: list[Record], ref: list[Record] | None) -> list[list[str]]:
-        of_seed = {r["seed"]: r for r in ref or ()}
-        paired = [(r, of_seed[r["seed"]]) for r in runs if r["seed"] in of_seed]
+        seeds = paired(runs, ref or (), lambda run, _: run["seed"])
         cells = []
         for target in TARGETS:
-            values = [target.read(run, ref_run) for run, ref_run in paired]
-            met = sum(map(target.meets, values))
-            cells.append(f"{_stat(values)}: {met} of {len(values)}" if values else "-")
-        return [[label, ", ".join(str(run["seed"]) for run, _ in paired), *cells]]
+            values = paired(runs, ref or (), target.read)
+            cells.append(f"{_stat(values)}: {sum(map(target.meets, values))} of {len(values)}" if values else "-")
+        return [[label, ", ".join(map(str, seeds)), *cells]]
 
     headers = ("method", "seeds", *(t.header for t in TARGETS))
     return report.markdown_table(_with_folder(headers, folders), _rows(folders, labels, reference, rows))
