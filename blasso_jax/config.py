@@ -225,8 +225,8 @@ def _at_least(name: str, value: float, low: float) -> None:
         raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
-# Figure 4's phenomenon on 2 CPU cores in 7-8 minutes a run on the development machine, 13.5 on another 2-core
-# machine (docs/results.md: the search that chose it, and the timings with their commits).
+# Figure 4's phenomenon on 2 CPU cores in minutes a run: 3.3 recorded at commit 705e401; 7-8 at later commits and
+# 13.5 on another 2-core machine reported in issue 22, not recorded (docs/results.md: the search that chose it).
 # S-FC α=1 on CIFAR-10 without augmentation overfits under SGD, as S-FC α=150 does in the paper;
 # β-LASSO's L1 pull over 300 epochs needs a larger λ than the paper's 4000-epoch grid, and so β=1:
 # β=50 with this λ prunes below βλ = 0.05 and kills half the first layer's units (28.6 % test accuracy).
@@ -249,7 +249,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # See _CPU_LOCALITY above.
     "cpu_locality": _CPU_LOCALITY,
     # The larger CPU setting with augmentation (docs/results.md, "What holds at which scale"): S-FC α=4, crop+flip,
-    # 200 epochs (13-16 minutes a run with two runs sharing 2 CPU cores, 2026-12-02), β-LASSO at the paper's
+    # 200 epochs (13-16 min a run, two runs sharing 2 cores, 2026-12-02: noted, not recorded), β-LASSO at the paper's
     # accumulated L1 pull and threshold scaled to 200 epochs (λ ×20, β ÷20: βλ = 1e-3 as the paper's 50 × 2e-5).
     "cpu_augment": dict(
         alpha=4,
@@ -281,10 +281,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's Table 1: every architecture with SGD (experiments.table1 applies it over any --config
     # and sets α of the deep models).
     "table1": {"method": "sgd"},
-    # experiments.benchmark on a CPU applies it over --config: α=2 keeps a 2,048-image epoch under a second.
+    # experiments.benchmark on a CPU: α=2 keeps a 2,048-image epoch under a second (0.12-0.41 s, docs/performance.md).
     "benchmark_cpu": {"alpha": 2},
-    # Figure 5 on 2 CPU cores: ResNet18 α=4 (1/16 of the paper's 64 channels) on an 8,000-image subset; a
-    # k=11 epoch takes about a minute, the k=3,7,11 figure about 1.5 hours (docs/results.md).
+    # Figure 5 on 2 CPU cores: ResNet18 α=4 (1/16 of the paper's 64 channels) on an 8,000-image subset; a k=11
+    # epoch took 59 s at best, the k=3,7,11 figure 2 hours with an interruption, loaded (docs/results.md).
     "fig5_cpu": dict(
         model="resnet18",
         alpha=4,
@@ -297,7 +297,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Figure 2 on a CPU: SGD as the paper's Figure 2, on a 2,000-image subset without augmentation, so the
     # larger models can fit it in 15 epochs and the final epoch's train accuracy is the fit of those images.
-    # experiments.fig2 sets the model and α of each run; ResNet18 α=4 costs about 1 ms per image per step.
+    # experiments.fig2 sets the model and α of each run; ResNet18 α=4: ~1 ms per image per step (estimated, unrecorded).
     "fig2_cpu": dict(
         method="sgd",
         train_size=2000,
@@ -310,7 +310,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         locality_every=0,
         checkpoint_every=5,
     ),
-    # A run that finishes end to end on a CPU in well under a minute.
+    # A run that finishes end to end on a CPU in under a minute (28 s on 2 loaded cores, README's quick start).
     "smoke": dict(
         dataset="synthetic",
         alpha=1,

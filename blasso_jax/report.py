@@ -38,18 +38,23 @@ def percent(fraction: float | None) -> float | None:
 TABLE2_HEADERS = ("dataset", "method", "epochs", "test % (best val)", "test % (final)", "paper (4000 epochs)")
 
 
-def mean_std(values: Sequence[float], digits: int = 2) -> str:
-    """'mean ± std (n=k)' of `values` (the sample standard deviation), the value alone for one, '-' for none.
+def mean_std(values: Sequence[float], digits: int = 2, *, count: bool = True, signed: bool = False) -> str:
+    """'mean ± std (n=k)' of `values` (the sample standard deviation), the value alone for one, '-' for none;
+    without '(n=k)' where the table names its seeds (`count=False`), with the mean's sign for differences.
 
     Examples:
       >>> mean_std([53.25, 54.11, 53.80]), mean_std([52.48]), mean_std([])
       ('53.72 ± 0.44 (n=3)', '52.48', '-')
+      >>> mean_std([1.19, 1.88, 0.0], count=False, signed=True)
+      '+1.02 ± 0.95'
     """
     if not values:
         return "-"
+    mean = f"{statistics.mean(values):{'+' if signed else ''}.{digits}f}"
     if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} (n={len(values)})"
+        return mean
+    n = f" (n={len(values)})" if count else ""
+    return f"{mean} ± {statistics.stdev(values):.{digits}f}{n}"
 
 
 def table2_row(results: dict[str, Any] | Sequence[dict[str, Any]]) -> list[Any]:

@@ -7,25 +7,40 @@ per-unit ratios, and the first layer of one run as `layer1.npz`.
     python -m experiments.evidence --runs=runs/a/blasso-s1 --out=docs/results/cpu_augment --kernel_from=runs/a/blasso-s1
     python -m experiments.evidence --frontier=docs/results/cpu_augment,docs/results/cpu_augment_grids \
         --frontier_out=docs/figures/frontier_cpu_augment     # accuracy against locality, every cell
+    python -m experiments.evidence --render_docs     # every evidence table of README.md and docs/ from the JSONs
 
 Each run's dataset is loaded as the run loaded it (its config), for the test images and the normalisation.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
-from blasso_jax import analysis, evidence, figures, files, frontier, methods, rundir, sweep, train
+from blasso_jax import (
+    analysis,
+    evidence,
+    evidence_tables,
+    figures,
+    files,
+    frontier,
+    methods,
+    rendered_docs,
+    rundir,
+    sweep,
+    train,
+)
 from blasso_jax.counting import FIRST_LAYER
 from experiments import evidence_outputs
 from experiments import flags as train_flags
 
 train_flags.define_shared_flags("runs", "out")
 train_flags.define_once(flags.DEFINE_bool, "table", False, "write the table and histogram of every JSON in --out")
+train_flags.define_once(
+    flags.DEFINE_bool, "render_docs", False, "rewrite the evidence tables in README.md and docs/ (from the repo root)"
+)
 train_flags.define_once(flags.DEFINE_string, "kernel_from", None, "a run whose first layer goes to <out>/layer1.npz")
 train_flags.define_once(flags.DEFINE_integer, "window", 9, "side of the window of the locality and the cropping")
 train_flags.define_once(
@@ -82,6 +97,10 @@ def write_figure4(run_dirs: list[Path], path: str) -> None:
 
 
 def body() -> None:
+    if FLAGS.render_docs:
+        changed = rendered_docs.render_docs(Path.cwd())
+        print(f"rendered: {', '.join(map(str, changed)) or 'every document was up to date'}")
+        return
     if FLAGS.frontier:
         records = [json.loads(p.read_text()) for d in FLAGS.frontier for p in sorted(Path(d).glob("*.json"))]
         paths = frontier.plot_frontier(records, FLAGS.frontier_out or "frontier")
@@ -99,11 +118,8 @@ def body() -> None:
     if FLAGS.figure4:
         write_figure4([Path(d) for d in FLAGS.figure4], FLAGS.figure4_out or str(out / "fig4_most_local"))
     if FLAGS.table:
-        records = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-        if not records:
-            raise ValueError(f"{out} holds no evidence JSON; give --runs first")
-        table = evidence_outputs.method_table(records)
-        figure = evidence_outputs.save_ratio_histogram(records, out / "ratio_histogram")
+        table = rendered_docs.render(f"<!-- evidence:{out.name}/methods -->\n{rendered_docs.CLOSE}", out.parent)
+        figure = evidence_outputs.save_ratio_histogram(evidence_tables.read_folder(out), out / "ratio_histogram")
         sweep.write_table(out / "table.md", table, *figure)
 
 

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from blasso_jax import evidence
-from experiments import evidence_outputs
+from blasso_jax import evidence, evidence_tables
 
 
 def _brute_force_crop(kernel, shape, window):
@@ -51,8 +50,8 @@ def _record(label, seed, ratio, radius):
         "label": label,
         "seed": seed,
         "test_accuracy": {"best": 0.5 + seed / 100, "final": 0.5},
-        "nonzero_per_layer": {"layer1": 10},
-        "dense_per_layer": {"layer1": 1000},
+        "nonzero_per_layer": {"layer1": 10, "layer2": 50},
+        "dense_per_layer": {"layer1": 1000, "layer2": 100},
         "locality": {"ratio_median": ratio, "ratio_ge2_fraction": 0.5, "radius_median": radius},
         "final_test_accuracy_uncropped": 0.5,
         "final_test_accuracy_window_cropped": 0.25,
@@ -62,10 +61,13 @@ def _record(label, seed, ratio, radius):
 
 def test_the_table_gives_mean_and_std_per_method_and_the_radius_against_sgds():
     records = [_record("SGD", s, 1.0, 17.0) for s in range(3)] + [_record("β-LASSO β=5", s, 3.0, 8.5) for s in (0, 1)]
-    lines = evidence_outputs.method_table(records).splitlines()
+    records[1]["test_accuracy"]["best"] = 0.40  # SGD seed 1: β-LASSO's seed-1 difference is +11, seed 0's 0
+    lines = evidence_tables.methods_table([("folder", records)]).splitlines()
+    assert lines[2].startswith("| SGD (reference) | 0, 1, 2 |")
     blasso = next(line for line in lines if line.startswith("| β-LASSO"))
     cells = [c.strip() for c in blasso.split("|")[1:-1]]
-    assert cells[1] == "0, 1" and cells[2] == "50.50 ± 0.71 (n=2)"
-    assert cells[4] == "1.00 ± 0.00 (n=2)" and cells[5] == "3.00 ± 0.00 (n=2)"
-    assert cells[7] == "8.5 ± 0.0 (n=2) (÷ 0.50)"
-    assert cells[8] == "50.00 ± 0.00 (n=2) → 25.00 ± 0.00 (n=2)"
+    assert cells[1] == "0, 1" and cells[2] == "50.50 ± 0.71"
+    assert cells[3] == "+5.50 ± 7.78"  # per seed: 0 and +11 (SGD's seed 2 has no partner)
+    assert cells[5] == "1.00 / 50.00" and cells[6] == "3.00 ± 0.00"
+    assert cells[8] == "8.5 ± 0.0 (÷ 0.50)"
+    assert cells[9] == "50.00 ± 0.00 → 25.00 ± 0.00"
