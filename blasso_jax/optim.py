@@ -140,13 +140,11 @@ def blasso(
 ) -> optax.GradientTransformation:
     """β-LASSO: SGD on the loss plus λ‖θ‖₁, then pruning of every |θ| < βλ (Algorithm 1), optionally with momentum.
 
-    `beta=0` is SGD with an L1 subgradient and `l1=0` plain SGD. No momentum (the default: None, or 0) is the
-    paper's Algorithm 1. With momentum μ the semantics are `optax.trace`'s with the L1 sign inside the
-    trace, m ← g + λ·sign(θ) + μ·m, θ ← θ − η·m (Nesterov: θ ← θ − η·(g + λ·sign(θ) + μ·m)), then every
-    |θ| < βλ is zeroed; the threshold is not scaled by η. A steady pull λ then accumulates to λ/(1−μ) per step:
-    `pull_matched_l1` gives the λ that keeps the accumulated pull when μ changes. `decoupled=True` adds the sign
-    after the trace instead (m ← g + μ·m, θ ← θ − η·(m + λ·sign(θ))), as AdamW decouples weight decay, so the
-    pull stays λ per step whatever μ.
+    `beta=0` is SGD with an L1 subgradient, `l1=0` plain SGD, no momentum (None or 0) the paper's Algorithm 1.
+    Momentum μ follows `optax.trace` with the L1 sign inside the trace, m ← g + λ·sign(θ) + μ·m, θ ← θ − η·m
+    (Nesterov: θ ← θ − η·(g + λ·sign(θ) + μ·m)), then zeroes every |θ| < βλ (βλ not scaled by η); a steady pull
+    then adds up to λ/(1−μ) a step (`pull_matched_l1`). `decoupled=True` adds the sign after the trace instead,
+    as AdamW decouples weight decay: θ ← θ − η·(m + λ·sign(θ)) with m ← g + μ·m.
 
     Args:
       learning_rate: η, a float or an optax schedule of the step count.
@@ -180,18 +178,13 @@ def blasso(
     if not isinstance(momentum, jax.Array):
         momentum = momentum or 0.0
         check_momentum(momentum, nesterov, decoupled)
-    threshold = jax.tree.map(lambda lam: beta * lam, l1)
+    l1_sign, threshold = add_l1_sign(l1, mask=mask), hard_threshold(jax.tree.map(lambda lam: beta * lam, l1), mask)
     if isinstance(momentum, float | int) and momentum == 0:  # Algorithm 1 bit for bit, with the state it always had
-        descent = (add_l1_sign(l1, mask=mask), optax.sgd(learning_rate))
-    elif decoupled:
-        descent = (
-            optax.trace(decay=momentum, nesterov=nesterov),
-            add_l1_sign(l1, mask=mask),
-            optax.scale_by_learning_rate(learning_rate),
-        )
-    else:
-        descent = (add_l1_sign(l1, mask=mask), optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov))
-    return optax.chain(*descent, hard_threshold(threshold, mask=mask))
+        return optax.chain(l1_sign, optax.sgd(learning_rate), threshold)
+    if decoupled:
+        trace = optax.trace(decay=momentum, nesterov=nesterov)
+        return optax.chain(trace, l1_sign, optax.scale_by_learning_rate(learning_rate), threshold)
+    return optax.chain(l1_sign, optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov), threshold)
 
 
 def pull_matched_l1(l1: ScalarTree, momentum: float, reference_momentum: float = 0.0) -> ScalarTree:
