@@ -23,8 +23,8 @@ from typing import IO, Any
 import jax
 import numpy as np
 
+from blasso_jax import augment, files, methods, parallel, rng, rundir, stopping
 from blasso_jax import data as data_lib
-from blasso_jax import files, methods, parallel, rng, rundir, stopping
 from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import Checkpoints, checkpointed_tree, latest_epoch, tree_bytes
 from blasso_jax.config import TrainConfig, model_from_config, same_run
@@ -148,7 +148,7 @@ def _start(
         if stop_after is not None and done is not None and stop_after <= done:
             raise ValueError(f"stop_after {stop_after} is not after the checkpoint of epoch {done} in {workdir}")
     dataset = load_data(config)
-    policy = data_lib.augment_policy(config.augment, dataset)
+    policy = augment.resolve(config.augment, dataset.name, dataset.image_shape[-1], dataset.x_train.dtype == np.uint8)
     steps_per_epoch = len(dataset.x_train) // config.batch_size
     model = model_from_config(config, dataset.num_classes, dataset.image_shape)
     mesh = parallel.make_mesh(model_parallel=config.model_parallel)
