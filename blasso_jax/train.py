@@ -290,10 +290,3 @@ def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
         return results
     resume = latest_epoch(workdir) is not None
     return train_and_evaluate(config, workdir, resume=resume, overwrite=not resume)
-
-
-def best_by_validation(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The results of best validation accuracy, the first among equals: the paper's model selection."""
-    if any(r["val_accuracy"]["best"] is None for r in results):
-        raise ValueError("selection by validation accuracy needs a validation split; set validation_size above 0")
-    return max(results, key=lambda r: r["val_accuracy"]["best"])
