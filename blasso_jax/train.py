@@ -170,6 +170,8 @@ def _start(
     checkpoints = Checkpoints(workdir, config.keep_checkpoints)
     run = _Run(config, method, workdir, dataset, policy, steps_per_epoch, mesh, state, checkpoints, lock)
     _log_start(run)
+    if parallel.is_writer():
+        checkpoints.warn_if_short(tree_bytes(checkpointed_tree(run.state)), config.epochs, log)
     if resume:
         _restore(run)
     return run

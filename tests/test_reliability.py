@@ -1,5 +1,6 @@
 """Reliability: crash and resume, determinism, non-finite losses, bad input, nothing lost."""
 
+import errno
 import io as io_module
 import json
 import os
@@ -340,6 +341,28 @@ def test_atomic_writes_leave_the_old_file_when_interrupted(tmp_path, monkeypatch
         files.atomic_write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+@pytest.mark.parametrize("code, fix", [(errno.ENOSPC, "free space there"), (errno.EACCES, "make it writable")])
+def test_a_failed_write_is_one_line_naming_the_path_the_bytes_and_the_fix(tmp_path, monkeypatch, code, fix):
+    def failing(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", failing)
+    record = {"epoch": 1, "val_accuracy": 0.5}
+    writes = {
+        "metrics.jsonl": (files.append_jsonl, len(json.dumps(record, sort_keys=True)) + 1),
+        "results.json": (files.atomic_write_json, len(json.dumps(record, indent=2, sort_keys=True)) + 1),
+    }
+    for name, (write, size) in writes.items():
+        with pytest.raises(files.WriteError) as error:
+            write(tmp_path / name, record)
+        assert re.fullmatch(
+            rf"could not write {re.escape(str(tmp_path / name))} \({os.strerror(code)}\): {size:,} bytes needed, "
+            rf"[\d,]+ free there; {fix} or choose another --workdir, then continue with --resume",
+            str(error.value),
+        )
+    assert not (tmp_path / "results.json").exists() and not list(tmp_path.glob(".results.json.*"))
 
 
 def test_torn_metrics_line_is_dropped(tmp_path):

@@ -2,19 +2,23 @@
 whose line an older version never wrote, from a damaged checkpoint; the lock held to the last file; a finished
 run left as it is."""
 
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import numpy as np
 import pytest
 from absl import flags
+from orbax.checkpoint._src.serialization import serialization
 
+from blasso_jax import checkpoints, files, rundir, summary, train
 from blasso_jax import config as config_lib
-from blasso_jax import files, rundir, summary, train
 from experiments import table2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,3 +167,38 @@ def test_a_run_written_before_momentum_was_a_blasso_setting_resumes_as_before(tm
         files.write_jsonl(workdir / "config.jsonl", old)
         run_cli([*flags_given, f"--workdir={workdir}", "--resume"])
         _same_run(straight, workdir)
+
+
+def test_a_full_disk_fails_in_one_line_leaves_no_partial_checkpoint_and_resumes(
+    tmp_path, straight, monkeypatch, capsys, caplog
+):
+    workdir = tmp_path / "full"
+    size = sum(np.asarray(a).nbytes for a in jax.tree.leaves(checkpoints.read_checkpoint(straight / "checkpoints")[1]))
+    free = int(2.5 * size)  # short of the 4 checkpoints held at once (the last 2, the best, one being written)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=free))
+    write = serialization.async_serialize_from_host
+
+    async def full_at_epoch_3(rslices, spec, **kwargs):  # orbax's writer thread, as TensorStore on a full disk
+        if "/3.orbax-checkpoint-tmp" in json.dumps(spec):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(workdir / "checkpoints" / "3"))
+        return await write(rslices, spec, **kwargs)
+
+    monkeypatch.setattr(serialization, "async_serialize_from_host", full_at_epoch_3)
+    with pytest.raises(SystemExit):
+        run_cli([*CONFIG, f"--workdir={workdir}"])
+    out, err = capsys.readouterr()
+    assert [line for line in out.splitlines() if line.startswith("warning:")] == [
+        f"warning: {free / 2**20:,.1f} MiB free in {workdir}, short of the {4 * size / 2**20:,.1f} MiB that 4 more "
+        f"checkpoints of {size / 2**20:,.1f} MiB need (the last 2, the best and the one being written); "
+        "free space or choose another --workdir"
+    ]
+    assert err.splitlines() == [
+        f"error: could not write {workdir / 'checkpoints' / '3'} (No space left on device): {size:,} bytes "
+        f"needed, {free:,} free there; free space there or choose another --workdir, then continue with --resume"
+    ]
+    assert not [r for r in caplog.records if r.exc_info]  # orbax's threads logged no traceback
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1", "2"]  # no partial checkpoint
+    monkeypatch.setattr(serialization, "async_serialize_from_host", write)
+    run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])  # 2 checkpoints there: 2 more fit, no warning
+    assert "warning:" not in capsys.readouterr().out
+    _same_run(straight, workdir)
