@@ -6,8 +6,10 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -80,6 +82,32 @@ def test_a_run_killed_around_a_checkpoint_resumes_to_the_same_result(tmp_path, s
     assert lines == [1, 2, 3]  # epoch 3's line is written before its checkpoint, whenever the run died
     run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
     _same_run(straight, workdir)
+
+
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, straight):
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.table2", *CONFIG, f"--workdir={killed}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 600  # a guard against a hung subprocess, not a timing
+    # Killed once two epochs are logged: four epochs, each with its checkpoint, are left to land the kill in.
+    while len(files.read_jsonl(killed / "metrics.jsonl")) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(files.read_jsonl(killed / "metrics.jsonl"))
+    assert 2 <= done < 6, "the run should have been killed part-way"
+    # A checkpoint half-written at the kill: orbax's temporary directory for a later epoch.
+    torn = killed / "checkpoints" / f"{done + 1}.orbax-checkpoint-tmp-1234567890"
+    torn.mkdir()
+    (torn / "garbage").write_bytes(b"\0" * 100)
+    run_cli([*CONFIG, f"--workdir={killed}", "--resume"])
+    _same_run(straight, killed)
 
 
 def test_a_checkpoint_without_its_metrics_line_is_resumed_after_and_the_line_rebuilt(tmp_path, straight):
