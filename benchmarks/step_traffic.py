@@ -15,7 +15,7 @@ import re
 import jax
 import numpy as np
 
-from blasso_jax import benchmark, config, methods, parallel, step
+from blasso_jax import augment, benchmark, config, methods, parallel, step
 from blasso_jax.config import model_from_config
 
 ITEMSIZE = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "s64": 8, "u64": 8, "u8": 1, "s8": 1, "pred": 1}
@@ -38,7 +38,7 @@ def shape_bytes(text: str) -> int:
     )
 
 
-cfg = config.preset("table2", alpha=args.alpha, precision=args.precision)
+cfg = config.preset("table2", alpha=args.alpha, precision=args.precision, augment="crop_flip")
 mesh = parallel.make_mesh(jax.devices()[:1])
 model = model_from_config(cfg, 10, (32, 32, 3))
 steps = args.examples // cfg.batch_size
@@ -47,7 +47,8 @@ state = parallel.init_sharded(
 )
 x = parallel.put_rows(np.zeros((args.examples, 32, 32, 3), np.uint8), mesh)
 y = parallel.put_rows(np.zeros(args.examples, np.int32), mesh)
-epoch = step.make_train_epoch(mesh, args.examples, "crop_flip", (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
+policy = augment.resolve(cfg.augment, cfg.dataset)
+epoch = step.make_train_epoch(mesh, args.examples, policy, (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
 compiled = epoch.lower(state, x, y, jax.random.key(0)).compile()
 
 computations, current = {}, None

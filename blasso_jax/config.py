@@ -10,13 +10,13 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from blasso_jax import methods, nlgp, paper, parallel
+from blasso_jax import augment, methods, nlgp, paper, parallel
 from blasso_jax.models import KERNEL_SIZES, MODELS, create_model
 from blasso_jax.presets import PRESETS
 
 PRECISION_DTYPES = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
 PRECISIONS = tuple(PRECISION_DTYPES)
-AUGMENTS = ("auto", "fast_autoaugment", "crop_flip", "crop", "none")
+AUGMENTS = augment.AUGMENT_NAMES
 NONFINITE_POLICIES = ("stop", "skip")
 
 

@@ -23,8 +23,8 @@ from typing import IO, Any
 import jax
 import numpy as np
 
+from blasso_jax import augment, files, methods, parallel, rng, rundir, stopping
 from blasso_jax import data as data_lib
-from blasso_jax import files, methods, parallel, rng, rundir, stopping
 from blasso_jax import permute as permute_lib
 from blasso_jax.checkpoints import Checkpoints, checkpointed_tree, latest_epoch, tree_bytes
 from blasso_jax.config import TrainConfig, model_from_config, same_run
@@ -148,7 +148,7 @@ def _start(
         if stop_after is not None and done is not None and stop_after <= done:
             raise ValueError(f"stop_after {stop_after} is not after the checkpoint of epoch {done} in {workdir}")
     dataset = load_data(config)
-    policy = data_lib.augment_policy(config.augment, dataset)
+    policy = augment.resolve(config.augment, dataset.name, dataset.image_shape[-1], dataset.x_train.dtype == np.uint8)
     steps_per_epoch = len(dataset.x_train) // config.batch_size
     model = model_from_config(config, dataset.num_classes, dataset.image_shape)
     mesh = parallel.make_mesh(model_parallel=config.model_parallel)
@@ -170,6 +170,8 @@ def _start(
     checkpoints = Checkpoints(workdir, config.keep_checkpoints)
     run = _Run(config, method, workdir, dataset, policy, steps_per_epoch, mesh, state, checkpoints, lock)
     _log_start(run)
+    if parallel.is_writer():
+        checkpoints.warn_if_short(tree_bytes(checkpointed_tree(run.state)), config.epochs, log)
     if resume:
         _restore(run)
     return run
@@ -290,10 +292,3 @@ def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
         return results
     resume = latest_epoch(workdir) is not None
     return train_and_evaluate(config, workdir, resume=resume, overwrite=not resume)
-
-
-def best_by_validation(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The results of best validation accuracy, the first among equals: the paper's model selection."""
-    if any(r["val_accuracy"]["best"] is None for r in results):
-        raise ValueError("selection by validation accuracy needs a validation split; set validation_size above 0")
-    return max(results, key=lambda r: r["val_accuracy"]["best"])
