@@ -59,6 +59,8 @@ class Plan:
         unknown = sorted(set(self.arms) - set(ARMS))
         if unknown or not self.arms:
             raise ValueError(f"unknown arms {unknown or '(none)'}; valid: {', '.join(ARMS)}")
+        if not self.kinds or set(self.kinds) - set(online.KINDS):
+            raise ValueError(f"unknown datasets {list(self.kinds)}; valid: {', '.join(online.KINDS)}")
         if not self.lambdas or min(self.lambdas) <= 0:
             raise ValueError(f"lambdas must be one or more values > 0, got {self.lambdas}")
         if not self.seeds or min(self.validation, self.test) < 2:
@@ -262,20 +264,21 @@ def run_options(
     setting: str,
     quick: bool,
     seeds: Sequence[int] | None,
+    kinds: Sequence[str] | None,
     arms: Sequence[str] | None,
     lambdas: Sequence[str] | None,
     workdir: str | None,
     results_dir: str | None,
     figures_dir: str | None,
 ) -> list[dict[str, Any]]:
-    """`run_plan` from an entry point's flags: `QUICK` or the main `Plan`, with the seeds, arms and λ given;
+    """`run_plan` from an entry point's flags: `QUICK` or the main `Plan`, with the seeds, datasets, arms and λ given;
     results under <workdir>/results and <workdir>/figures with --quick, else docs/results/nlgp_ingrosso_goldt
     and docs/figures."""
     if setting != "ingrosso_goldt":
         raise ValueError(f"unknown --setting {setting!r}; valid: default, ingrosso_goldt")
     plan = QUICK if quick else Plan()
     grid = tuple(float(v) for v in lambdas or ())
-    changes = {"seeds": tuple(seeds or ()), "arms": tuple(arms or ()), "lambdas": grid}
+    changes = {"seeds": tuple(seeds or ()), "kinds": tuple(kinds or ()), "arms": tuple(arms or ()), "lambdas": grid}
     plan = dataclasses.replace(plan, **{k: v for k, v in changes.items() if v})
     root = Path(workdir or "runs/nlgp_ingrosso_goldt")
     results = Path(results_dir or (root / "results" if quick else "docs/results/nlgp_ingrosso_goldt"))
