@@ -153,10 +153,17 @@ def options(plan: Plan) -> dict[str, Any]:
 
 def selection(result: dict[str, Any], arm: str, seed: int) -> dict[str, Any]:
     """How an L1 arm's λ was chosen: the criterion, the seed whose held-out inputs chose it, and every λ's
-    validation accuracy and MSE on them."""
-    validation = result["held_out"]["validation"]
+    validation accuracy and MSE on them, with its final locality (what the λ not chosen would have given)."""
+    validation, final = result["held_out"]["validation"], result["curve"][-1]
+    keys = ("ipr_top_half_mean", "ipr_ge4x_fraction", "ratio_median")
     grid = [
-        {"l1": lam, "val_accuracy": validation["accuracy"][i], "val_mse": validation["mse"][i]}
+        {
+            "l1": lam,
+            "val_accuracy": validation["accuracy"][i],
+            "val_mse": validation["mse"][i],
+            **{k: final[i]["summary"][k] for k in keys},
+            "nonzeros_layer1": int(np.count_nonzero(result["params"]["kernel"][i])),
+        }
         for i, (a, lam) in enumerate(result["runs"])
         if a == arm
     ]
@@ -219,8 +226,11 @@ def stream_records(
     if all(p.exists() for p in paths):
         found = [json.loads(p.read_text()) for p in paths]
         same = all(r["options"] == json.loads(json.dumps(options(plan))) for r in found)
-        if same and all(chosen is None or r["lambda_selection"] == chosen.get(r["arm"]) for r in found):
-            return found
+        if same and all(chosen is None or _same_choice(r["lambda_selection"], chosen.get(r["arm"])) for r in found):
+            for path, r in zip(paths, found):  # a choice recorded with fewer details takes the chooser's record
+                if chosen and r["lambda_selection"] != chosen.get(r["arm"]):
+                    files.atomic_write_json(path, {**r, "lambda_selection": chosen.get(r["arm"])})
+            return [json.loads(p.read_text()) for p in paths]
     lambdas = {arm: _chosen_l1(c) for arm, c in chosen.items() if c} if chosen else None
     result = train_stream(plan, kind, seed, plan.runs(lambdas))
     picks = choose(plan, result)
@@ -235,6 +245,13 @@ def stream_records(
 
 def _own(result: dict[str, Any], arm: str, seed: int) -> dict[str, Any] | None:
     return selection(result, arm, seed) if ARMS[arm][2] else None
+
+
+def _same_choice(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two `selection`s chose the same λ on the same seed (or are both None: SGD)."""
+    if a is None or b is None:
+        return a is b
+    return a["chosen_on_seed"] == b["chosen_on_seed"] and _chosen_l1(a) == _chosen_l1(b)
 
 
 def _chosen_l1(chosen_by: dict[str, Any]) -> float:
