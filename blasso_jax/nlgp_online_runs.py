@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax import files, rng, summary
+from blasso_jax import files, rendered_docs, rng, summary, sweep
 from blasso_jax import nlgp_online as online
 from blasso_jax import nlgp_online_report as report
 from blasso_jax.locality import unit_locality
@@ -40,6 +40,27 @@ COMMAND = "python -m experiments.nlgp --setting=ingrosso_goldt"
 SELECTION = (
     "validation accuracy (sign of ϕ against y) on held-out fresh inputs, final weights; the smaller λ among equals"
 )
+
+TABLE_TEMPLATE = """Ingrosso & Goldt's setting:
+
+<!-- evidence:{folder}/online_setting -->
+<!-- /evidence -->
+
+Mean ± std over seeds at the last t (λ of each L1 arm chosen on each dataset's first seed):
+
+<!-- evidence:{folder}/online_grid -->
+<!-- /evidence -->
+
+Against SGD on the same dataset and seed (mean ± std of the per-seed differences):
+
+<!-- evidence:{folder}/online_differences -->
+<!-- /evidence -->
+
+λ selection (validation accuracy on held-out fresh inputs; every λ's final locality beside it):
+
+<!-- evidence:{folder}/online_lambda_selection -->
+<!-- /evidence -->
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,9 +292,10 @@ def run_plan(plan: Plan, results_dir: Path, figures_dir: Path) -> list[dict[str,
             records += stream_records(plan, kind, seed, results_dir, chosen)
     for r in records:
         print(f"{r['dataset']} {r['arm']} seed {r['seed']}: stream {r['wall_seconds']:.0f} s", flush=True)
-    text = report.write_table(records, Path(results_dir))
-    report.draw_figures(records, plan.setting.geometry, Path(figures_dir), "nlgp_ingrosso_goldt")
-    print(text)
+    results_dir = Path(results_dir)
+    table = rendered_docs.render(TABLE_TEMPLATE.format(folder=results_dir.name), results_dir.parent).rstrip("\n")
+    figures = report.draw_figures(records, Path(figures_dir), "nlgp_ingrosso_goldt")
+    sweep.write_table(results_dir / "table.md", table, *figures[::2])
     return records
 
 
