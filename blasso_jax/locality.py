@@ -6,8 +6,8 @@ its positions are shuffled: the same weights, the same sparsity, no spatial arra
 local when its best window holds several times the share that its shuffled copies' best windows hold.
 
 Each unit's map is |w| summed over input channels, laid out on a `Geometry`: a ring (D sites,
-periodic), a torus (D×D, periodic) or an image (H×W, windows inside the image, as
-`analysis.locality`). Per unit:
+periodic), a torus (D×D, periodic), an image (H×W, windows inside the image, as
+`analysis.locality`) or a line (D sites, open: windows inside it). Per unit:
 
 - `share`: the largest share of the unit's |w| inside any window of `window` sites (ring) or
   `window`×`window` sites (torus, image);
@@ -36,7 +36,8 @@ import numpy as np
 
 from blasso_jax import parallel
 
-GEOMETRY_KINDS = ("ring", "torus", "image")
+GEOMETRY_KINDS = ("ring", "torus", "image", "line")
+_LINES = ("ring", "line")  # one row of sites
 DRAWS = 5  # permutations per unit: the fewest the null is defined with
 MIN_NONZEROS = 5
 # Units × sites × draws per chunk: bounds the working set (a few float64 arrays of this many entries).
@@ -45,9 +46,9 @@ _CHUNK_ENTRIES = 2**21
 
 @dataclasses.dataclass(frozen=True)
 class Geometry:
-    """Where a first layer's inputs sit: `kind` ('ring', 'torus' or 'image'), `shape` (rows, columns) of sites
-    ((1, D) for a ring), input `channels` (slowest to fastest: row, column, channel, as NHWC) and the
-    `window` side in sites. Ring and torus windows wrap around; image windows lie inside the image.
+    """Where a first layer's inputs sit: `kind` ('ring', 'torus', 'image' or 'line'), `shape` (rows, columns) of
+    sites ((1, D) for a ring or line), input `channels` (slowest to fastest: row, column, channel, as NHWC) and the
+    `window` side in sites. Ring and torus windows wrap around; image and line windows lie inside.
 
     Examples:
       >>> Geometry("torus", (16, 16), window=3).sites
@@ -63,8 +64,8 @@ class Geometry:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         if self.kind not in GEOMETRY_KINDS:
             raise ValueError(f"unknown geometry kind {self.kind!r}; valid: {', '.join(GEOMETRY_KINDS)}")
-        if len(self.shape) != 2 or min(self.shape) < 1 or (self.kind == "ring" and self.shape[0] != 1):
-            raise ValueError(f"geometry shape {self.shape} must be (rows, columns) >= 1, (1, D) for a ring")
+        if len(self.shape) != 2 or min(self.shape) < 1 or (self.kind in _LINES and self.shape[0] != 1):
+            raise ValueError(f"geometry shape {self.shape} must be (rows, columns) >= 1, (1, D) for a ring or line")
         if self.channels < 1:
             raise ValueError(f"geometry channels must be >= 1, got {self.channels}")
         if not 1 <= self.window <= self.window_limit:
@@ -74,8 +75,8 @@ class Geometry:
 
     @property
     def window_limit(self) -> int:
-        """The largest window: the ring's length, else the shorter side."""
-        return self.shape[1] if self.kind == "ring" else min(self.shape)
+        """The largest window: the ring's or line's length, else the shorter side."""
+        return self.shape[1] if self.kind in _LINES else min(self.shape)
 
     @property
     def sites(self) -> int:
@@ -83,8 +84,8 @@ class Geometry:
 
     @property
     def window_sites(self) -> int:
-        """Sites in one window: `window` on a ring, `window`² otherwise."""
-        return self.window if self.kind == "ring" else self.window**2
+        """Sites in one window: `window` on a ring or line, `window`² otherwise."""
+        return self.window if self.kind in _LINES else self.window**2
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "shape": list(self.shape), "channels": self.channels, "window": self.window}
@@ -221,10 +222,10 @@ def best_window_share(maps: np.ndarray, geometry: Geometry) -> np.ndarray:
     """
     maps = np.asarray(maps, np.float64).reshape(*np.shape(maps)[:-1], *geometry.shape)
     total = maps.sum((-2, -1))
-    windows = (1, geometry.window) if geometry.kind == "ring" else (geometry.window, geometry.window)
+    windows = (1, geometry.window) if geometry.kind in _LINES else (geometry.window, geometry.window)
     sums = maps
     for axis, window in zip((-2, -1), windows):
-        sums = _box_sums(sums, axis, window, periodic=geometry.kind != "image")
+        sums = _box_sums(sums, axis, window, periodic=geometry.kind in ("ring", "torus"))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, sums.max((-2, -1)) / total, np.nan)
 

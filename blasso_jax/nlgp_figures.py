@@ -50,15 +50,15 @@ def plot_receptive_fields(
     if not panels:
         raise ValueError("no receptive-field panels to draw")
     rows = -(-len(panels) // columns)
-    tiles = 1 if geometry.kind == "ring" else units
-    fig = new_figure(figsize=(3.8 * columns, (2.5 if geometry.kind == "ring" else 1.9) * rows))
+    tiles = 1 if geometry.kind in ("ring", "line") else units
+    fig = new_figure(figsize=(3.8 * columns, (2.5 if geometry.kind in ("ring", "line") else 1.9) * rows))
     grids = fig.subfigures(rows, columns, squeeze=False).ravel()
     for grid, (title, kernel) in zip(grids, panels.items()):
         kernel = np.asarray(kernel, np.float64)[:, _sorted_units(np.asarray(kernel))]
         scale = np.abs(kernel).max(0)
         normalised = kernel / np.where(scale > 0, scale, 1.0)
         axes = grid.subplots(1, tiles, squeeze=False).ravel()
-        if geometry.kind == "ring":
+        if geometry.kind in ("ring", "line"):
             image = axes[0].imshow(normalised.T, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="none")
             axes[0].set(xlabel="site", ylabel="unit (by peak site)")
         else:

@@ -9,10 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from blasso_jax import analysis, nlgp, nlgp_figures, rendered_docs, rng, sweep
+from blasso_jax import config as config_lib
 from blasso_jax import figures as figures_lib
-from blasso_jax import nlgp_figures, rendered_docs, sweep
+from blasso_jax.counting import FIRST_LAYER
 from blasso_jax.locality import Geometry
 from blasso_jax.nlgp_tables import KIND_LABELS
 
@@ -77,3 +81,20 @@ def draw_figures(
     for group in (g for g in groups if g[0]["arm"] in sweep_arms):
         points.setdefault(_label(group[0]), {})[group[0]["gain"]] = [r["locality"] for r in group]
     figures_lib.save_figure(nlgp_figures.plot_gain_sweep(points, styles), out / "nlgp_gain_sweep")
+
+
+def point(epoch: int, summary: dict[str, Any], nonzeros: int, val: float | None) -> dict[str, Any]:
+    """One point of a run's locality curve: the summary's headline numbers, layer-1 non-zeros, validation accuracy."""
+    keys = ("ratio_median", "ratio_ge2_fraction", "ipr_median", "share_median", "null_median", "units")
+    return {"epoch": epoch, **{k: summary.get(k) for k in keys}, "nonzeros_layer1": nonzeros, "val_accuracy": val}
+
+
+def initial_point(config: config_lib.TrainConfig) -> dict[str, Any]:
+    """Locality at initialisation (epoch 0): the trainer's first layer before any step, measured as it measures."""
+    spec = nlgp.parse_spec(config.dataset)
+    model = config_lib.model_from_config(config, 2, spec.image_shape)
+    params = model.init(rng.init_key(config.seed), jnp.zeros((1, *spec.image_shape)), train=False)["params"]
+    kernel = params[FIRST_LAYER]["kernel"]
+    key = rng.child(jax.random.key(config.seed), "locality")
+    summary = analysis.first_layer_locality(kernel, spec.image_shape, spec.geometry, key)
+    return point(0, summary, int(np.count_nonzero(kernel)), None)
