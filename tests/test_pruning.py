@@ -13,6 +13,9 @@ from blasso_jax import config as config_lib
 from blasso_jax import files, optim, pruning, records, rundir, train
 from blasso_jax.counting import FIRST_LAYER
 
+# Its module-scoped runs are trained once: every test of this file on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_pruning")
+
 
 def test_keep_mask_holds_masked_weights_at_exact_zero_and_leaves_the_rest_to_the_chain():
     rng = np.random.default_rng(0)

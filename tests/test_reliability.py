@@ -24,6 +24,8 @@ from blasso_jax import config as config_lib
 from blasso_jax.progress import Progress
 from experiments import table2
 
+# Its module-scoped runs are trained once: every test of this file on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_reliability")
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -23,6 +23,8 @@ from blasso_jax import checkpoints, files, rundir, summary, train
 from blasso_jax import config as config_lib
 from experiments import table2
 
+# Its module-scoped runs are trained once: every test of this file on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_resume")
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = ["--config=smoke", "--epochs=6", "--checkpoint_every=1", "--keep_checkpoints=2", "--locality_every=0"]
 
