@@ -15,13 +15,13 @@ bytes accessed) beside the analytic minimum, and their ratios: the traffic overh
 `--model_parallel=K` benchmarks the model-sharded layout. `--fit_table` trains nothing: it prints
 the largest S-FC and D-FC α whose train state, gradients, compute copy, activations and training
 set fit one device of `--device_gb` with kernels split K ways (`jax.eval_shape` and the real
-sharding rule; see `blasso_jax.benchmark.training_bytes_per_device`). `--augment_only` trains nothing either: it
+sharding rule; see `training.benchmark.training_bytes_per_device`). `--augment_only` trains nothing either: it
 times the augmentation of one batch (`--batch_size`, 512 by default) for every policy side by side, `--rounds` times
-(`blasso_jax.benchmark.time_augmentations`).
+(`blasso_jax.training.benchmark.time_augmentations`).
 
 `--sparse` trains nothing either: it times sparse against dense inference of S-FC with a random
 first-layer mask at each of `--densities`, for `--sparse_alphas` and `--batch_sizes`, and compares the sparse
-export's size with a dense `.npz` and an orbax checkpoint (`blasso_jax.sparse_benchmark`); with
+export's size with a dense `.npz` and an orbax checkpoint (`blasso_jax.sparse.benchmark`); with
 `--runs`, it times the models the runs exported (`<run>/sparse_params.npz`) instead.
 
 Model, α, method, precision and batch size come from the training flags (`--config` preset and
@@ -37,7 +37,9 @@ from pathlib import Path
 import jax
 from absl import app, flags
 
-from blasso_jax import benchmark, files, sparse_benchmark
+from blasso_jax.common import files
+from blasso_jax.sparse import benchmark as sparse_benchmark
+from blasso_jax.training import benchmark
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()

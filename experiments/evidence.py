@@ -19,20 +19,12 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from blasso_jax import (
-    analysis,
-    evidence,
-    evidence_tables,
-    figures,
-    files,
-    frontier,
-    methods,
-    rendered_docs,
-    rundir,
-    sweep,
-    train,
-)
-from blasso_jax.counting import FIRST_LAYER
+from blasso_jax.analysis import measures as analysis
+from blasso_jax.common import files
+from blasso_jax.methods import registry as methods
+from blasso_jax.models.counting import FIRST_LAYER
+from blasso_jax.reporting import evidence, evidence_tables, figures, frontier, rendered_docs
+from blasso_jax.training import rundir, sweep, train
 from experiments import evidence_outputs
 from experiments import flags as train_flags
 

@@ -1,5 +1,5 @@
 """The figure of `experiments.evidence`: a histogram of the per-unit ratios (share ÷ the unit's own permutation
-null) of every method in an evidence folder. Its table is `blasso_jax.evidence_tables.methods_table`."""
+null) of every method in an evidence folder. Its table is `blasso_jax.reporting.evidence_tables.methods_table`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from blasso_jax import figures
-from blasso_jax.evidence_tables import by_label
+from blasso_jax.reporting import figures
+from blasso_jax.reporting.evidence_tables import by_label
 
 
 def save_ratio_histogram(records: Sequence[dict], path_without_suffix: Path) -> list[Path]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from blasso_jax import figures, models, scaling_figures
+from blasso_jax.models import networks as models
+from blasso_jax.reporting import figures, scaling_figures
 from experiments import flags as train_flags
 
 FIGURE_MODELS = ("s-conv", "s-local", "s-fc", "d-conv", "d-local", "d-fc")

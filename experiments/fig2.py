@@ -27,8 +27,10 @@ from typing import NamedTuple
 
 from absl import app, flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import figures, files, report, scaling_figures, sweep
+from blasso_jax.common import files
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.reporting import figures, report, scaling_figures
+from blasso_jax.training import sweep
 from experiments import flags as train_flags
 
 PAPER_ORDER = ("resnet18", "d-conv", "s-conv", "3-fc")  # fewest weights to fit, and best test accuracy, first

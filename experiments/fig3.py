@@ -18,7 +18,9 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import figures, files, rundir, sweep
+from blasso_jax.common import files
+from blasso_jax.reporting import figures
+from blasso_jax.training import rundir, sweep
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from blasso_jax import analysis, figures, rundir
-from blasso_jax.counting import FIRST_LAYER
-from blasso_jax.models import layer_specs
+from blasso_jax.analysis import measures as analysis
+from blasso_jax.models.counting import FIRST_LAYER
+from blasso_jax.models.networks import layer_specs
+from blasso_jax.reporting import figures
+from blasso_jax.training import rundir
 from experiments import flags as train_flags
 
 # (flag, panel title, the model the run must be)

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import figures, methods, report, scaling_figures, sweep
-from blasso_jax.models import MODELS, layer_weights
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.methods import registry as methods
+from blasso_jax.models.networks import MODELS, layer_weights
+from blasso_jax.reporting import figures, report, scaling_figures
+from blasso_jax.training import sweep
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()

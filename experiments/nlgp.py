@@ -7,11 +7,11 @@ The committed grid's times are in its JSONs (`wall_seconds`; docs/results.md, "R
 2 CPU cores shared with one training run.
 
 A two-layer network (2-FC: K=8 hidden units, BatchNorm, ReLU) learns to tell two correlation lengths
-apart on a ring of 40 sites, on NLGP inputs (`blasso_jax.nlgp`: non-Gaussian, where a local field
+apart on a ring of 40 sites, on NLGP inputs (`blasso_jax.data.nlgp`: non-Gaussian, where a local field
 should emerge) and on their Gaussian control (the same covariance, no higher-order structure).
 Methods: plain SGD (no momentum, no weight decay, so the methods differ only in the L1 term and the
 threshold), SGD + L1 (β-LASSO β=0), β-LASSO β=1 and β=50, each through the real trainer
-(`train.run_once`, as experiments.table2), with the per-unit locality of `blasso_jax.locality`
+(`train.run_once`, as experiments.table2), with the per-unit locality of `blasso_jax.analysis.locality`
 recorded every few epochs.
 
 λ of each L1 method is chosen as the paper chooses it, by validation accuracy: every λ of
@@ -36,9 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from blasso_jax import analysis, export, files, nlgp, report, rng, sweep, train
-from blasso_jax import config as config_lib
-from blasso_jax.counting import FIRST_LAYER
+from blasso_jax.analysis import measures as analysis
+from blasso_jax.common import files, rng
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.data import nlgp
+from blasso_jax.models.counting import FIRST_LAYER
+from blasso_jax.reporting import report
+from blasso_jax.sparse import export
+from blasso_jax.training import sweep, train
 from experiments import flags as train_flags
 from experiments import nlgp_outputs as outputs
 

@@ -1,6 +1,6 @@
 """Tables and figures of experiments.nlgp, from its per-run records (the JSON it writes per seed; their fields
-are listed in `blasso_jax.nlgp_tables`). A group is the records of one cell (one dataset, gain and method), one
-per seed. The tables are rendered from the JSONs by `blasso_jax.rendered_docs`, as docs/results.md renders them.
+are listed in `reporting.nlgp_tables`). A group is the records of one cell (one dataset, gain and method), one
+per seed. The tables are rendered from the JSONs by `reporting.rendered_docs`, as docs/results.md renders them.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from blasso_jax import figures as figures_lib
-from blasso_jax import nlgp_figures, rendered_docs, sweep
-from blasso_jax.locality import Geometry
-from blasso_jax.nlgp_tables import KIND_LABELS
+from blasso_jax.analysis.locality import Geometry
+from blasso_jax.reporting import figures as figures_lib
+from blasso_jax.reporting import nlgp_figures, rendered_docs
+from blasso_jax.reporting.nlgp_tables import KIND_LABELS
+from blasso_jax.training import sweep
 
 COLORS = {"sgd": "tab:gray", "l1": "tab:blue", "beta1": "tab:green", "beta50": "tab:red", "imp": "tab:purple"}
 Group = list[dict[str, Any]]

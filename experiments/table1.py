@@ -12,8 +12,11 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import methods, paper, report, sweep
-from blasso_jax.models import MODEL_NAMES, MODELS
+from blasso_jax.common import paper
+from blasso_jax.methods import registry as methods
+from blasso_jax.models.networks import MODEL_NAMES, MODELS
+from blasso_jax.reporting import report
+from blasso_jax.training import sweep
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()

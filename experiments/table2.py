@@ -22,9 +22,12 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import methods, parallel, report, train
-from blasso_jax import sweep as sweep_lib
+from blasso_jax.common import parallel
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.methods import registry as methods
+from blasso_jax.reporting import report
+from blasso_jax.training import sweep as sweep_lib
+from blasso_jax.training import train
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()

@@ -4,7 +4,13 @@ import doctest
 
 import pytest
 
-from blasso_jax import config, export, locality, models, nlgp, optim, permute, sparse
+from blasso_jax.analysis import locality
+from blasso_jax.config import train_config as config
+from blasso_jax.data import nlgp, permute
+from blasso_jax.models import networks as models
+from blasso_jax.optim import transforms as optim
+from blasso_jax.sparse import export
+from blasso_jax.sparse import inference as sparse
 
 
 @pytest.mark.parametrize(

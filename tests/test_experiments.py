@@ -10,8 +10,9 @@ import pytest
 from absl import flags
 
 import blasso_jax as bj
-from blasso_jax import config as config_lib
-from blasso_jax import files, methods
+from blasso_jax.common import files
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.methods import registry as methods
 from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
 

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from absl import flags
 
-from blasso_jax import checkpoints, create_model, figures, files, methods, step, train
-from blasso_jax import config as config_lib
+from blasso_jax import create_model
+from blasso_jax.common import files
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.methods import registry as methods
+from blasso_jax.reporting import figures
+from blasso_jax.training import checkpoints, step, train
 from experiments import fig3, fig4
 
 

@@ -9,9 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from blasso_jax import config as config_lib
-from blasso_jax import files, optim, pruning, records, rundir, train
-from blasso_jax.counting import FIRST_LAYER
+from blasso_jax.common import files
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.models.counting import FIRST_LAYER
+from blasso_jax.optim import pruning
+from blasso_jax.optim import transforms as optim
+from blasso_jax.training import records, rundir, train
 
 
 def test_keep_mask_holds_masked_weights_at_exact_zero_and_leaves_the_rest_to_the_chain():

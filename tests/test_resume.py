@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from absl import flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import files, rundir, summary, train
+from blasso_jax.common import files
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.training import rundir, summary, train
 from experiments import table2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +24,8 @@ CONFIG = ["--config=smoke", "--epochs=6", "--checkpoint_every=1", "--keep_checkp
 # Runs table2 with CONFIG in a subprocess that dies (os._exit, as a SIGKILL would) at the N-th call of one write.
 _DIE_AT = """
 import os, sys
-from blasso_jax import checkpoints, files
+from blasso_jax.training import checkpoints
+from blasso_jax.common import files
 write, n = sys.argv[1], int(sys.argv[2])
 calls = []
 def dying(original):

@@ -6,8 +6,9 @@ from pathlib import Path
 import flax.linen as nn
 import pytest
 
-from blasso_jax import config as config_lib
-from blasso_jax import models, train
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.models import networks as models
+from blasso_jax.training import train
 
 PACKAGE = Path(__file__).resolve().parents[1] / "blasso_jax"
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 350, 60

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from absl import flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import report, sweep
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.reporting import report
+from blasso_jax.training import sweep
 from experiments import table2
 
 

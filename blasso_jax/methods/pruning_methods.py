@@ -1,0 +1,158 @@
+"""What the masked methods do beyond an optimizer: retraining under a finished run's first-layer mask (as it is,
+or pixel-shuffled per unit), magnitude pruning with fine-tuning, and iterative magnitude pruning with rewinding.
+
+Each function here is one part of a `methods.Method` entry: an optimizer factory, a `start` hook (the state a
+run starts from) or an `after_epoch` hook (pruning events during the run). The masks live in the optimizer
+state (`optim.keep_mask`), so checkpoints keep them and a resumed run continues bitwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from blasso_jax.common import rng
+from blasso_jax.models.counting import FIRST_LAYER
+from blasso_jax.optim import pruning
+from blasso_jax.optim import transforms as optim
+
+# A `blasso_jax.config.train_config.Config`. Not imported: the config imports the methods (to check `--method` and name
+# runs), so the methods read a config's fields without depending on its module.
+Config = Any
+
+PyTree = Any
+
+
+def sgd(config: Config, schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
+    """The SGD baseline: weight decay on the kernels, optional (Nesterov) momentum (the method's, resolved by
+    `methods.momentum`)."""
+    return optax.chain(
+        optax.add_decayed_weights(config.weight_decay, mask=optim.kernel_mask),
+        optax.sgd(schedule, momentum=momentum or None, nesterov=config.nesterov),
+    )
+
+
+def masked_sgd(config: Config, schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
+    """SGD whose masked-out kernel entries stay exactly 0 (the mask starts all True; pruning sets it)."""
+    return optax.chain(sgd(config, schedule, momentum), optim.keep_mask(optim.kernel_mask))
+
+
+def source_path(config: Config) -> str:
+    """The run whose first-layer mask a masked retraining keeps: `mask_source` with `{seed}` replaced."""
+    if not config.mask_source:
+        raise ValueError(
+            f"method {config.method} needs --mask_source, a finished run (e.g. a β-LASSO run) whose final "
+            "first-layer mask it keeps; '{seed}' in it stands for this run's seed"
+        )
+    return config.mask_source.replace("{seed}", str(config.seed))
+
+
+def start_from_source_mask(shuffle: bool):
+    """The `start` hook of (shuffled) masked retraining: the freshly initialised weights (the same as the source's
+    for the same seed: a rewind to its initialisation) under the source's final first-layer mask, shuffled per
+    unit with `shuffle`."""
+
+    def start(config: Config, state: Any, source: dict[str, Any], image_shape: tuple[int, ...]) -> Any:
+        kernel = state.params[FIRST_LAYER]["kernel"]
+        source_kernel = source["params"][FIRST_LAYER]["kernel"]
+        if source["model"] != config.model or source_kernel.shape != kernel.shape:
+            raise ValueError(
+                f"mask_source {source_path(config)} trained {source['model']} with a first layer of shape "
+                f"{tuple(source_kernel.shape)}; this run's {config.model} has {tuple(kernel.shape)}"
+            )
+        mask = jnp.asarray(source_kernel) != 0
+        if shuffle:
+            if kernel.ndim != 2:
+                raise ValueError(f"shuffled_mask_retrain needs a dense first layer; {config.model}'s is not")
+            mask = pruning.shuffle_unit_masks(mask, image_shape, rng.child(rng.init_key(config.seed), "shuffle_mask"))
+        masks = jax.tree.map(lambda _: None, state.params)
+        masks[FIRST_LAYER]["kernel"] = mask
+        return _apply_masks(state, masks)
+
+    return start
+
+
+def _apply_masks(state: Any, masks: PyTree) -> Any:
+    """`state` with its parameters zeroed and its `keep_mask` set where `masks` (None: leave the leaf) is False."""
+
+    def zero(param, mask):
+        return param if mask is None else jnp.where(mask, param, jnp.zeros((), param.dtype))
+
+    params = jax.tree.map(zero, state.params, masks, is_leaf=lambda leaf: leaf is None)
+    return state.replace(params=params, opt_state=optim.set_mask(state.opt_state, masks))
+
+
+def check_magnitude(config: Config) -> None:
+    if config.finetune_epochs >= config.epochs:
+        raise ValueError(
+            f"magnitude: finetune_epochs {config.finetune_epochs} leaves no epoch of training before pruning "
+            f"in {config.epochs} epochs; choose 1 to {config.epochs - 1}"
+        )
+
+
+def prune_once(config: Config, epoch: int, state: Any) -> tuple[Any, bool]:
+    """The `after_epoch` hook of magnitude pruning: at `epochs - finetune_epochs`, every layer pruned to its density
+    by magnitude (checkpointed there); fine-tuning follows under the fixed mask."""
+    if epoch != config.epochs - config.finetune_epochs:
+        return state, False
+    masks = pruning.layer_masks(state.params, config.density_first, config.density_rest)
+    return _apply_masks(state, masks), True
+
+
+def restarting_schedule(config: Config, schedule: optax.Schedule, steps_per_epoch: int) -> optax.Schedule:
+    """`schedule` (laid out over the whole run) compressed into each segment of iterative pruning, so the learning
+    rate restarts with every round."""
+    plan = imp_plan(config)
+    segments = plan.rounds + 1
+    segment_steps = plan.segment * steps_per_epoch
+    return lambda step: schedule((step % segment_steps) * segments)
+
+
+def imp_plan(config: Config) -> pruning.ImpPlan:
+    """The run's iterative-pruning plan (validated: `rewind_epoch` lies inside the dense segment)."""
+    plan = pruning.imp_plan(config.epochs, config.density_first, config.density_rest, config.imp_rate)
+    if config.rewind_epoch >= plan.segment:
+        raise ValueError(
+            f"imp: rewind_epoch {config.rewind_epoch} is not inside the dense segment of {plan.segment} epochs; "
+            f"choose 0 to {plan.segment - 1}"
+        )
+    return plan
+
+
+def last_pruning_epoch(config: Config) -> int:
+    """The epoch of iterative pruning's last round (its record is taken after the round): from it on, the model
+    has its final densities."""
+    plan = imp_plan(config)
+    return max(plan.rounds * plan.segment, 1)
+
+
+def imp_round(config: Config, epoch: int, state: Any) -> tuple[Any, bool]:
+    """The `after_epoch` hook of iterative magnitude pruning: keeps the weights of `rewind_epoch`; at the end of
+    each segment but the last, prunes `imp_rate` of each layer's survivors (down to its density), rewinds the
+    survivors to the kept weights and clears the momentum; checkpoints at every round."""
+    if epoch == config.rewind_epoch:
+        # A copy: the epoch donates the state's buffers, and one buffer may not be donated twice.
+        kept = jax.tree.map(jnp.copy, state.params)
+        state = state.replace(opt_state=optax.tree_utils.tree_set(state.opt_state, rewind=kept))
+    plan = imp_plan(config)
+    round_index = plan.round_ending(epoch)
+    if round_index is None:
+        return state, False
+    survivors = optim.get_mask(state.opt_state)
+    within = jax.tree.map(lambda m, p: m if jnp.shape(m) == jnp.shape(p) else None, survivors, state.params)
+    first = plan.keep(round_index, True)
+    rest = plan.keep(round_index, False)
+    masks = pruning.layer_masks(state.params, first, rest, within=within)
+    rewind = jax.tree.map(jnp.copy, optax.tree_utils.tree_get(state.opt_state, "rewind"))
+    state = _apply_masks(state.replace(params=rewind), masks)
+    return state.replace(opt_state=_clear_momentum(state.opt_state)), True
+
+
+def _clear_momentum(opt_state: Any) -> Any:
+    trace = optax.tree_utils.tree_get(opt_state, "trace")
+    if trace is None:
+        return opt_state
+    return optax.tree_utils.tree_set(opt_state, trace=jax.tree.map(jnp.zeros_like, trace))
