@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from blasso_jax.analysis.locality import Geometry
+from blasso_jax.data.geometry import Geometry
 from blasso_jax.reporting import figures as figures_lib
 from blasso_jax.reporting import nlgp_figures, rendered_docs
 from blasso_jax.reporting.nlgp_tables import KIND_LABELS

@@ -8,7 +8,8 @@ import pytest
 from scipy import stats
 
 from blasso_jax.analysis import measures as analysis
-from blasso_jax.analysis.locality import Geometry, best_window_share, random_unit_ipr, summarize, unit_locality
+from blasso_jax.analysis.locality import best_window_share, random_unit_ipr, summarize, unit_locality
+from blasso_jax.data.geometry import Geometry
 
 KEY = jax.random.key(0)
 U32 = 2.0**-24  # float32 unit roundoff

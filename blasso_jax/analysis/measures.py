@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax.analysis.locality import Geometry, unit_locality
+from blasso_jax.analysis.locality import unit_locality
+from blasso_jax.data.geometry import Geometry
 from blasso_jax.models.counting import kernel_sizes, nonzero_counts
 
 PyTree = Any

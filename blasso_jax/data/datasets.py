@@ -16,9 +16,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from blasso_jax.analysis.locality import Geometry
 from blasso_jax.common.paper import paper_dataset
 from blasso_jax.data import nlgp
+from blasso_jax.data.geometry import Geometry
 from blasso_jax.data.local_data import NPZ_KEYS, SPLITS, Splits, cache_root, load_local
 
 _SOURCE_KINDS = (

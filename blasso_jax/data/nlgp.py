@@ -31,7 +31,7 @@ import math
 import numpy as np
 from scipy.special import erf
 
-from blasso_jax.analysis.locality import Geometry
+from blasso_jax.data.geometry import Geometry
 from blasso_jax.data.local_data import Splits
 
 KINDS = ("nlgp", "nlgp_gaussian")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blasso_jax.analysis.locality import Geometry
+from blasso_jax.data.geometry import Geometry
 from blasso_jax.reporting.figures import new_figure
 
 if TYPE_CHECKING:
