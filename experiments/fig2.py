@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from absl import app, flags
 
-from blasso_jax.common import files
+from blasso_jax.common import files, text
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.reporting import figures, report, scaling_figures
 from blasso_jax.training import sweep
@@ -125,12 +125,12 @@ def body() -> None:
         rung = Rung(cell.config.alpha, weights, statistics.mean(finals), statistics.mean(tests))
         dataset = report.dataset_label(cell.config.dataset)
         ladders.setdefault(dataset, {}).setdefault(cell.config.model, []).append(rung)
-        train_percent = report.mean_std([100 * f for f in finals])
+        train_percent = text.mean_std([100 * f for f in finals])
         test_percent = cell.mean_std(lambda r: r["test_accuracy"]["best"])
         rows.append(
             [dataset, cell.config.model, cell.config.alpha, weights, cell.config.epochs, train_percent, test_percent]
         )
-    table = report.markdown_table(HEADERS, rows)
+    table = text.markdown_table(HEADERS, rows)
     accuracy = {
         dataset: {
             model_label(name): {r.weights: (100 * r.train_accuracy, 100 * r.test_accuracy) for r in ladder}

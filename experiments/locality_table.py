@@ -15,7 +15,7 @@ from pathlib import Path
 from absl import app, flags
 
 from blasso_jax.analysis import measures as analysis
-from blasso_jax.common import files
+from blasso_jax.common import files, text
 from blasso_jax.models.counting import FIRST_LAYER
 from blasso_jax.reporting import report
 from blasso_jax.sparse import export
@@ -41,7 +41,7 @@ def row(run_dir: Path) -> list:
 def body() -> None:
     if not FLAGS.runs:
         raise app.UsageError("--runs (finished run directories, comma-separated) is required")
-    table = report.markdown_table(report.LOCALITY_HEADERS, [row(Path(d)) for d in FLAGS.runs])
+    table = text.markdown_table(report.LOCALITY_HEADERS, [row(Path(d)) for d in FLAGS.runs])
     if FLAGS.out:
         files.atomic_write_bytes(FLAGS.out, (table + "\n").encode())
     print(table)

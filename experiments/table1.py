@@ -12,7 +12,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax.common import paper
+from blasso_jax.common import paper, text
 from blasso_jax.methods import registry as methods
 from blasso_jax.models.networks import MODEL_NAMES, MODELS
 from blasso_jax.reporting import report
@@ -54,7 +54,7 @@ def body() -> None:
         best = cell.mean_std(lambda r: r["test_accuracy"]["best"])
         rows.append([name, cell.config.alpha, weights, cell.config.epochs, best, *figures])
     label = methods.get(config.method).label(config)
-    table = f"{report.dataset_label(config.dataset)}, {label}\n\n" + report.markdown_table(HEADERS, rows)
+    table = f"{report.dataset_label(config.dataset)}, {label}\n\n" + text.markdown_table(HEADERS, rows)
     sweep.write_table(root / "table1.md", table)
 
 

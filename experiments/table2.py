@@ -22,7 +22,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax.common import parallel
+from blasso_jax.common import parallel, text
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.methods import registry as methods
 from blasso_jax.reporting import report
@@ -61,7 +61,7 @@ def sweep(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
     root = Path(FLAGS.workdir or "runs/table2")
     done = sweep_lib.run_cells(sweep_cells(config), root, seeds)
     rows = [report.table2_row(cell.results) for cell in done]
-    sweep_lib.write_table(root / "table2.md", report.markdown_table(report.TABLE2_HEADERS, rows))
+    sweep_lib.write_table(root / "table2.md", text.markdown_table(report.TABLE2_HEADERS, rows))
 
 
 def grid_sweep(cells: list[config_lib.TrainConfig], grid: str, seeds: tuple[int, ...]) -> None:
@@ -81,7 +81,7 @@ def grid_sweep(cells: list[config_lib.TrainConfig], grid: str, seeds: tuple[int,
         val = selected.mean_std(lambda r: r["val_accuracy"]["best"])
         rows.append([*report.table2_row(selected.results), val, grid_point_name(selected.config, grid)])
     headers = (*report.TABLE2_HEADERS, "val % (best)", f"selected of grid {grid!r}")
-    sweep_lib.write_table(root / "table2.md", report.markdown_table(headers, rows))
+    sweep_lib.write_table(root / "table2.md", text.markdown_table(headers, rows))
 
 
 def grid_point_name(config: config_lib.TrainConfig, grid: str, seeds: int = 1) -> str:
@@ -113,7 +113,7 @@ def train_one(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
     finished = [r for r in results if r is not None]
     if finished and parallel.is_writer():
         print()
-        print(report.markdown_table(report.TABLE2_HEADERS, [report.table2_row(finished)]))
+        print(text.markdown_table(report.TABLE2_HEADERS, [report.table2_row(finished)]))
         print("\n" + report.first_layer_summary(finished))
 
 

@@ -5,6 +5,7 @@ import doctest
 import pytest
 
 from blasso_jax.analysis import locality
+from blasso_jax.common import text
 from blasso_jax.config import train_config as config
 from blasso_jax.data import geometry, nlgp, permute
 from blasso_jax.models import networks as models
@@ -14,7 +15,7 @@ from blasso_jax.sparse import inference as sparse
 
 
 @pytest.mark.parametrize(
-    "module", [optim, models, config, permute, geometry, locality, nlgp, export, sparse], ids=lambda m: m.__name__
+    "module", [text, optim, models, config, permute, geometry, locality, nlgp, export, sparse], ids=lambda m: m.__name__
 )
 def test_docstring_examples(module):
     results = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

@@ -1,7 +1,7 @@
 """Markdown tables from committed evidence JSONs (`docs/results/<folder>/*.json`, one per run): per method, per
 seed, against the locality targets, and the recorded times.
 
-Every ± is computed one way: the sample standard deviation over the seeds a row names (`report.mean_std`), and a
+Every ± is computed one way: the sample standard deviation over the seeds a row names (`text.mean_std`), and a
 difference between two methods is the mean ± sample std of the per-seed differences over the seeds both ran
 (`paired_difference`: runs with the same seed share their initialisation and data order). One seed: the value.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from blasso_jax.reporting import report
+from blasso_jax.common import text
 
 Record = dict[str, Any]
 Folders = Sequence[tuple[str, list[Record]]]  # (folder name, its records), in the order a table shows them
@@ -48,11 +48,11 @@ def paired_difference(
 ) -> str:
     """`read(run) − read(reference run of the same seed)`, mean ± sample std over the seeds both ran, signed."""
     differences = paired(runs, reference, lambda run, ref: read(run) - read(ref))
-    return report.mean_std(differences, digits, count=False, signed=True)
+    return text.mean_std(differences, digits, count=False, signed=True)
 
 
 def _stat(values: Sequence[float], digits: int = 2) -> str:
-    return report.mean_std(values, digits, count=False)
+    return text.mean_std(values, digits, count=False)
 
 
 def best(record: Record) -> float:
@@ -132,7 +132,7 @@ def _with_folder(headers: Sequence[str], folders: Folders) -> tuple[str, ...]:
 def methods_table(folders: Folders, labels: Sequence[str] | None = None, reference: str = "SGD") -> str:
     """One row per method label (mean ± std over its seeds), each against `reference` of its own folder."""
     rows = _rows(folders, labels, reference, lambda name, label, runs, ref: [_method_row(label, runs, ref)])
-    return report.markdown_table(_with_folder(METHOD_HEADERS, folders), rows)
+    return text.markdown_table(_with_folder(METHOD_HEADERS, folders), rows)
 
 
 def _window_share(record: Record, level: str) -> str:
@@ -163,7 +163,7 @@ def seeds_table(folders: Folders, labels: Sequence[str] | None = None, reference
 
     headers = ("method", "seed", "test % (best val)", "− reference's", "best-window share (median)")
     headers += ("÷ dense random", "÷ pixels shuffled", "ratio median", "radius px", "commit")
-    return report.markdown_table(_with_folder(headers, folders), _rows(folders, labels, reference, rows))
+    return text.markdown_table(_with_folder(headers, folders), _rows(folders, labels, reference, rows))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,7 @@ def targets_table(folders: Folders, labels: Sequence[str] | None = None, referen
         return [[label, ", ".join(map(str, seeds)), *cells]]
 
     headers = ("method", "seeds", *(t.header for t in TARGETS))
-    return report.markdown_table(_with_folder(headers, folders), _rows(folders, labels, reference, rows))
+    return text.markdown_table(_with_folder(headers, folders), _rows(folders, labels, reference, rows))
 
 
 def _span(values: Sequence[float], digits: int) -> str:
@@ -238,4 +238,4 @@ def times_table(folders: Folders) -> str:
         rows += [[f"`{name}`", label, *_time_row(runs)] for label, runs in sorted(groups.items())]
     headers = ("evidence", "method", "runs with a time", "wall s per run: median (range)", "wall min, summed")
     headers += ("train min, summed", "device", "host CPU; 1-min load average at start → end")
-    return report.markdown_table(headers, rows)
+    return text.markdown_table(headers, rows)

@@ -16,9 +16,8 @@ import jax
 import numpy as np
 
 from blasso_jax.analysis.locality import unit_locality
-from blasso_jax.common import rng
+from blasso_jax.common import rng, text
 from blasso_jax.data import nlgp
-from blasso_jax.reporting import report
 from blasso_jax.reporting.evidence_tables import Folders, paired_difference
 
 KIND_LABELS = {"nlgp": "NLGP", "nlgp_gaussian": "Gaussian control"}
@@ -43,7 +42,7 @@ TABLE_HEADERS = (
 
 
 def _stat(values: list[float | None], scale: float = 1.0, digits: int = 2) -> str:
-    return report.mean_std([scale * v for v in values if v is not None], digits, count=False)
+    return text.mean_std([scale * v for v in values if v is not None], digits, count=False)
 
 
 def ratio_at_window(record: Record, window: int) -> float | None:
@@ -94,7 +93,7 @@ def chosen_groups(folders: Folders) -> list[Group]:
 def main_grid(folders: Folders, gain: float) -> str:
     """Every method on both datasets at the main `gain`."""
     rows = [table_row(g) for g in chosen_groups(folders) if g[0]["gain"] == gain]
-    return report.markdown_table(TABLE_HEADERS, rows)
+    return text.markdown_table(TABLE_HEADERS, rows)
 
 
 def gain_sweep(folders: Folders) -> str:
@@ -104,7 +103,7 @@ def gain_sweep(folders: Folders) -> str:
     for group in groups:
         gains.setdefault(group[0]["arm"], set()).add(group[0]["gain"])
     swept = {arm for arm, seen in gains.items() if len(seen) > 1}
-    return report.markdown_table(TABLE_HEADERS, [table_row(g) for g in groups if g[0]["arm"] in swept])
+    return text.markdown_table(TABLE_HEADERS, [table_row(g) for g in groups if g[0]["arm"] in swept])
 
 
 def differences(folders: Folders, reference: str = "sgd") -> str:
@@ -126,7 +125,7 @@ def differences(folders: Folders, reference: str = "sgd") -> str:
             seeds = sorted({r["seed"] for r in group} & {r["seed"] for r in ref})
             rows.append([KIND_LABELS[first["dataset"]], f"{first['gain']:g}", first["method"], len(seeds), *cells])
     headers = ("data", "g", "method", "seeds", "ratio − SGD's", "fraction ≥ 2 − SGD's", "IPR − SGD's")
-    return report.markdown_table((*headers, "test % − SGD's"), rows)
+    return text.markdown_table((*headers, "test % − SGD's"), rows)
 
 
 def lambda_selection(folders: Folders, gain: float) -> str:
@@ -142,9 +141,9 @@ def lambda_selection(folders: Folders, gain: float) -> str:
         [
             r["method"],
             f"{r['l1_first']:g}",
-            report.percent(r["val_accuracy"]),
+            text.percent(r["val_accuracy"]),
             "yes" * ((r["arm"], r["l1_first"]) in chosen),
         ]
         for r in sorted(tried, key=_order)
     ]
-    return report.markdown_table(("method", "λ", "val %", "chosen"), rows)
+    return text.markdown_table(("method", "λ", "val %", "chosen"), rows)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from blasso_jax.common import paper
+from blasso_jax.common.text import mean_std, percent
 from blasso_jax.config.train_config import TrainConfig, relevant_config
 from blasso_jax.data import nlgp
 from blasso_jax.methods import registry as methods
@@ -20,43 +20,7 @@ def dataset_label(dataset: str) -> str:
     return f"{Path(dataset).name} (local copy)"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub Markdown table; None prints as '-'."""
-
-    def cell(value: Any) -> str:
-        if value is None:
-            return "-"
-        return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def percent(fraction: float | None) -> float | None:
-    return None if fraction is None else 100.0 * fraction
-
-
 TABLE2_HEADERS = ("dataset", "method", "epochs", "test % (best val)", "test % (final)", "paper (4000 epochs)")
-
-
-def mean_std(values: Sequence[float], digits: int = 2, *, count: bool = True, signed: bool = False) -> str:
-    """'mean ± std (n=k)' of `values` (the sample standard deviation), the value alone for one, '-' for none;
-    without '(n=k)' where the table names its seeds (`count=False`), with the mean's sign for differences.
-
-    Examples:
-      >>> mean_std([53.25, 54.11, 53.80]), mean_std([52.48]), mean_std([])
-      ('53.72 ± 0.44 (n=3)', '52.48', '-')
-      >>> mean_std([1.19, 1.88, 0.0], count=False, signed=True)
-      '+1.02 ± 0.95'
-    """
-    if not values:
-        return "-"
-    mean = f"{statistics.mean(values):{'+' if signed else ''}.{digits}f}"
-    if len(values) == 1:
-        return mean
-    n = f" (n={len(values)})" if count else ""
-    return f"{mean} ± {statistics.stdev(values):.{digits}f}{n}"
 
 
 def table2_row(results: dict[str, Any] | Sequence[dict[str, Any]]) -> list[Any]:

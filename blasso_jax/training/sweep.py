@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from blasso_jax.common import files
+from blasso_jax.common.text import mean_std
 from blasso_jax.config.train_config import TrainConfig, run_name
-from blasso_jax.reporting.report import mean_std
 from blasso_jax.training import train
 
 Results = dict[str, Any]
