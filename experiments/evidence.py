@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from blasso_jax.analysis import filters
 from blasso_jax.analysis import measures as analysis
 from blasso_jax.common import files
 from blasso_jax.methods import registry as methods
@@ -81,7 +82,7 @@ def write_figure4(run_dirs: list[Path], path: str) -> None:
         ratio = np.asarray(analysis.locality(kernel, shape, window=FLAGS.window)["ratio"], np.float64)
         order = np.argsort(-np.nan_to_num(ratio, nan=-np.inf), kind="stable")
         label = f"{methods.get(config.method).label(config)} ({run_dir.name})"
-        panels[label] = figures.fc_filters_as_images(kernel, shape)
+        panels[label] = filters.fc_filters_as_images(kernel, shape)
         caption = f"its 64 most local units, ratio {ratio[order[0]]:.2f} to {ratio[order[63]]:.2f}"
         chosen[label] = (order[:64], caption)
     figure = figures.plot_filters(panels, shape, k=64, chosen_units=chosen)

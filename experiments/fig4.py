@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from blasso_jax.analysis import filters
 from blasso_jax.analysis import measures as analysis
 from blasso_jax.models.counting import FIRST_LAYER
 from blasso_jax.models.networks import layer_specs
@@ -51,9 +52,9 @@ def first_layer_filters(run_dir: Path, model_name: str, *, best: bool) -> tuple[
     image_shape = tuple(rundir.read_run_info(run_dir)[1]["image_shape"])
     kernel = np.asarray(variables["params"][FIRST_LAYER]["kernel"])
     if model_name == "s-fc":
-        return figures.fc_filters_as_images(kernel, image_shape), image_shape
+        return filters.fc_filters_as_images(kernel, image_shape), image_shape
     local = layer_specs("s-local", config.alpha, image_shape)[0]
-    return figures.local_filters_as_images(kernel, image_shape, stride=local.stride), image_shape
+    return filters.local_filters_as_images(kernel, image_shape, stride=local.stride), image_shape
 
 
 def describe(title: str, summary: dict) -> str:

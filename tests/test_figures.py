@@ -7,6 +7,7 @@ import pytest
 from absl import flags
 
 from blasso_jax import create_model
+from blasso_jax.analysis import filters
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.methods import registry as methods
@@ -43,9 +44,9 @@ def test_filter_images_are_what_each_unit_computes(name):
     shape = (8, 8, 3)
     kernel, outputs = first_layer(name, shape)
     if name == "s-fc":
-        images = figures.fc_filters_as_images(kernel, shape)
+        images = filters.fc_filters_as_images(kernel, shape)
     else:
-        images = figures.local_filters_as_images(kernel, shape, stride=2)
+        images = filters.local_filters_as_images(kernel, shape, stride=2)
     assert images.shape == (4 * 4 * 2, *shape)
     x = np.asarray(jax.random.normal(jax.random.key(1), (3, *shape)))
     np.testing.assert_allclose(np.einsum("nhwc,uhwc->nu", x, images), outputs(x), rtol=1e-4, atol=1e-4)
@@ -95,7 +96,7 @@ def test_plot_filters_draws_k_eligible_filters_per_panel(tmp_path):
     sparse[:2, 2:6, 2:6] = 1.0  # units 0 and 1: 48 non-zeros each; the rest are all zero
     gray = rng.standard_normal((10, 8, 8, 1))
     fig = figures.plot_filters({"dense": dense, "sparse": sparse}, shape, k=4, seed=0)
-    assert figures.FILTER_NORMALISATION in fig._suptitle.get_text()
+    assert filters.FILTER_NORMALISATION in fig._suptitle.get_text()
     panels = fig.subfigs
     assert [len([ax for ax in sub.axes if ax.images]) for sub in panels] == [4, 2]
     assert "4 of 20 units" in panels[0]._suptitle.get_text()

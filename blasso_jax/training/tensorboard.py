@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from blasso_jax.analysis.filters import fc_filters_as_images, normalised_filters
 from blasso_jax.common import parallel
 from blasso_jax.models.counting import FIRST_LAYER
-from blasso_jax.reporting import figures
 
 DIRECTORY = "tensorboard"
 FILTER_UNITS = 64  # first-layer units shown in the filter mosaic
@@ -42,7 +42,7 @@ def filter_mosaic(kernel: np.ndarray, image_shape: Sequence[int], units: int = F
     """The first `units` filters of a dense first layer `[H*W*C, units]` as one RGB image `[rows*(H+1)-1,
     cols*(W+1)-1, 3]`: each |w| / max |w| in [0, 1], white lines between them; other than 3 channels, the max over them.
     """
-    filters = figures.normalised_filters(figures.fc_filters_as_images(kernel[:, :units], image_shape))
+    filters = normalised_filters(fc_filters_as_images(kernel[:, :units], image_shape))
     if filters.shape[-1] != 3:
         filters = np.repeat(filters.max(axis=-1, keepdims=True), 3, axis=-1)
     count, height, width, _ = filters.shape
