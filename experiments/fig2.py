@@ -29,6 +29,7 @@ from absl import app, flags
 
 from blasso_jax.common import files, text
 from blasso_jax.config import train_config as config_lib
+from blasso_jax.methods.runs import run_name
 from blasso_jax.reporting import figures, report, scaling_figures
 from blasso_jax.training import sweep
 from experiments import flags as train_flags
@@ -115,7 +116,7 @@ def body() -> None:
     config = train_flags.config_from_flags()
     root = Path(FLAGS.workdir or "runs/fig2")
     seeds = sweep.parse_seeds(FLAGS.seeds, config.seed)
-    done = sweep.run_cells(cells(config), root, seeds, name=lambda c: f"alpha{c.alpha}/{config_lib.run_name(c)}")
+    done = sweep.run_cells(cells(config), root, seeds, name=lambda c: f"alpha{c.alpha}/{run_name(c)}")
     ladders: dict[str, dict[str, list[Rung]]] = {}
     rows = []
     for cell in done:

@@ -25,6 +25,7 @@ from absl import app, flags
 from blasso_jax.common import parallel, text
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.methods import registry as methods
+from blasso_jax.methods.runs import run_name
 from blasso_jax.reporting import report
 from blasso_jax.training import sweep as sweep_lib
 from blasso_jax.training import train
@@ -70,7 +71,7 @@ def grid_sweep(cells: list[config_lib.TrainConfig], grid: str, seeds: tuple[int,
     if any(cell.validation_size == 0 for cell in cells):
         raise ValueError("--grid selects by validation accuracy; set --validation_size above 0")
     root = Path(FLAGS.workdir or "runs/table2")
-    grids = {config_lib.run_name(cell): methods.grid_configs(cell, grid) for cell in cells}
+    grids = {run_name(cell): methods.grid_configs(cell, grid) for cell in cells}
     total = sum(map(len, grids.values())) * len(seeds)
     print(f"{total} runs of grid {grid!r} over {len(grids)} cells and {len(seeds)} seed(s) in {root}")
     rows = []
@@ -101,7 +102,7 @@ def train_one(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
     results = []
     for seed in seeds:
         run = config.replace(seed=seed)
-        workdir = Path(FLAGS.workdir or f"runs/table2/{config_lib.run_name(run)}")
+        workdir = Path(FLAGS.workdir or f"runs/table2/{run_name(run)}")
         workdir = workdir / f"seed{seed}" if FLAGS.workdir and len(seeds) > 1 else workdir
         results.append(
             train.train_and_evaluate(

@@ -8,6 +8,7 @@ from blasso_jax.analysis import locality
 from blasso_jax.common import text
 from blasso_jax.config import train_config as config
 from blasso_jax.data import geometry, nlgp, permute
+from blasso_jax.methods import runs
 from blasso_jax.models import networks as models
 from blasso_jax.optim import transforms as optim
 from blasso_jax.sparse import export
@@ -15,7 +16,9 @@ from blasso_jax.sparse import inference as sparse
 
 
 @pytest.mark.parametrize(
-    "module", [text, optim, models, config, permute, geometry, locality, nlgp, export, sparse], ids=lambda m: m.__name__
+    "module",
+    [text, optim, models, config, runs, permute, geometry, locality, nlgp, export, sparse],
+    ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):
     results = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

@@ -10,9 +10,9 @@ import pytest
 from absl import flags
 
 import blasso_jax as bj
+from blasso_jax import methods
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
-from blasso_jax.methods import registry as methods
 from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
 
@@ -180,11 +180,11 @@ def test_a_method_is_one_registry_entry(tmp_path, capsys):
         run(table2, ["--config=smoke", "--epochs=1", "--method=sgd_l1", "--l1_first=1e-3", f"--workdir={tmp_path}"])
         assert "| synthetic | SGD+L1 λ=0.001 | 1 |" in capsys.readouterr().out
         config = config_lib.TrainConfig.from_dict(files.read_jsonl(tmp_path / "config.jsonl")[-1])
-        assert config.method == "sgd_l1" and config_lib.run_name(config) == "synthetic-s-fc-sgd-l1-seed0"
+        assert config.method == "sgd_l1" and methods.run_name(config) == "synthetic-s-fc-sgd-l1-seed0"
     finally:
         del methods.METHODS["sgd_l1"]
     with pytest.raises(ValueError, match="unknown method 'sgd_l1'; valid: blasso, sgd"):
-        config.validate()
+        methods.validate(config)
 
 
 def test_fig1_counts_the_real_models_and_meets_table1(tmp_path, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from blasso_jax import methods
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.models.counting import FIRST_LAYER
@@ -140,7 +141,7 @@ def test_magnitude_pruning_reaches_its_densities_and_keeps_exact_zeros_through_f
     best_kernel = rundir.load_run(workdir, best=True)[2]["params"]["layer1"]["kernel"]
     assert int(np.count_nonzero(best_kernel)) == pruned["layer1"]
     with pytest.raises(ValueError, match="finetune_epochs 5 leaves no epoch of training before pruning in 5 epochs"):
-        _smoke("magnitude", finetune_epochs=5, epochs=5).validate()
+        methods.validate(_smoke("magnitude", finetune_epochs=5, epochs=5))
 
 
 def test_imp_reaches_the_density_and_rewinds_to_the_stored_weights(tmp_path):
@@ -161,7 +162,7 @@ def test_imp_reaches_the_density_and_rewinds_to_the_stored_weights(tmp_path):
     assert kept.sum() == size // 2
     np.testing.assert_array_equal(rewound[kept], epoch1[kept])
     with pytest.raises(ValueError, match="rewind_epoch 2 is not inside the dense segment of 2 epochs"):
-        config.replace(rewind_epoch=2).validate()
+        methods.validate(config.replace(rewind_epoch=2))
 
 
 def test_the_best_record_is_chosen_from_the_first_selectable_epoch_on():

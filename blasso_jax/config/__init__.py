@@ -15,10 +15,6 @@ from blasso_jax.config.train_config import (
     field_help,
     model_from_config,
     preset,
-    relevant_config,
-    resolve_defaults,
-    run_name,
-    same_run,
 )
 
 __all__ = [
@@ -34,8 +30,4 @@ __all__ = [
     "field_help",
     "model_from_config",
     "preset",
-    "relevant_config",
-    "resolve_defaults",
-    "run_name",
-    "same_run",
 ]

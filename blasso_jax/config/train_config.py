@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from blasso_jax.common import paper, parallel
+from blasso_jax.common import parallel
 from blasso_jax.config.presets import PRESETS
-from blasso_jax.data import nlgp
-from blasso_jax.methods import registry as methods
 from blasso_jax.models.networks import KERNEL_SIZES, MODELS, create_model
 
 PRECISION_DTYPES = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
@@ -156,12 +153,9 @@ class TrainConfig:
         }
 
     def validate(self, device_count: int = 1) -> TrainConfig:
-        """Raises ValueError naming the first bad value and the valid ones; returns self."""
+        """Raises ValueError naming the first bad value and the valid ones; returns self. The method's own fields
+        are its to check: `blasso_jax.methods.validate` checks both."""
         _choice("model", self.model, tuple(MODELS))
-        method = methods.get(self.method)
-        unknown = sorted(set(method.fields) - set(METHOD_FIELDS))
-        if unknown:
-            raise ValueError(f"method {self.method!r} reads {unknown}, which are not method fields: {METHOD_FIELDS}")
         _choice("precision", self.precision, PRECISIONS)
         _choice("augment", self.augment, AUGMENTS)
         _choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
@@ -174,15 +168,10 @@ class TrainConfig:
                 _at_least(field.name, value, field.metadata["low"])
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
-        for name in ("dropout", "imp_rate"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a rate in [0, 1), got {getattr(self, name)}")
-        for name in ("density_first", "density_rest"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be a density in (0, 1], got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        method.validate(self)
         parallel.check_layout(self.batch_size, self.model_parallel, device_count)
         return self
 
@@ -198,24 +187,6 @@ RESUMABLE_FIELDS = frozenset(name for name, field in FIELDS.items() if field.met
 def field_help(name: str) -> str:
     """The `--help` text of config field `name`."""
     return FIELDS[name].metadata["help"]
-
-
-def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A config dict without the method fields its method does not read: what makes two runs the same run."""
-    used = methods.get(config["method"]).fields
-    return {k: v for k, v in config.items() if k not in METHOD_FIELDS or k in used}
-
-
-def resolve_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """A config dict with an unset momentum replaced by its method's default: unset and that value train alike."""
-    if config.get("momentum") is None:
-        config = {**config, "momentum": methods.get(config["method"]).default_momentum}
-    return config
-
-
-def same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two config dicts train the same run: every field their method reads agrees, defaults resolved."""
-    return relevant_config(resolve_defaults(a)) == relevant_config(resolve_defaults(b))
 
 
 def _choice(name: str, value: Any, valid: tuple) -> None:
@@ -236,30 +207,15 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
       **overrides: `TrainConfig` fields to set over the preset.
 
     Returns:
-      The `TrainConfig` (not yet validated against a device count: see `TrainConfig.validate`).
+      The `TrainConfig` (not yet validated: see `blasso_jax.methods.validate`).
 
     Examples:
       >>> config = preset("cpu_locality", dataset="/data/cifar10.tar.gz", epochs=50)
       >>> (config.model, config.alpha, config.beta, config.l1_first, config.epochs)
       ('s-fc', 1, 1.0, 0.001, 50)
-      >>> run_name(config)
-      'cifar10-s-fc-blasso-beta1-seed0'
     """
     _choice("preset", name, tuple(PRESETS))
     return TrainConfig().replace(**{**PRESETS[name], **overrides})
-
-
-def run_name(config: TrainConfig) -> str:
-    """A run's directory name, '<dataset>-<model>-<method part>-seed<seed>', e.g. cifar10-s-fc-blasso-beta50-seed0.
-
-    A local copy of a paper dataset is named after it ('cifar10' for a CIFAR-10 image folder); ResNet18
-    runs name their kernel size too (cifar10-resnet18-k7-sgd-seed0).
-    """
-    dataset = paper.paper_dataset(config.dataset) or (
-        config.dataset if nlgp.is_spec(config.dataset) else Path(config.dataset).stem  # a spec's '.' is no suffix
-    )
-    model = f"{config.model}-k{config.kernel_size}" if config.model == "resnet18" else config.model
-    return f"{dataset}-{model}-{methods.get(config.method).run_name(config)}-seed{config.seed}"
 
 
 def model_from_config(config: TrainConfig, num_classes: int, image_shape: tuple[int, ...]) -> nn.Module:

@@ -1,6 +1,7 @@
 """Training methods by name: the registry (`registry`: `Method`, `register`, `get`, grids) with β-LASSO, SGD, masked
-retraining, magnitude pruning and IMP registered, and what the masked methods do beyond an optimizer
-(`pruning_methods`). May import every layer below it: common, models, data, optim, analysis, config."""
+retraining, magnitude pruning and IMP registered, what the masked methods do beyond an optimizer
+(`pruning_methods`), and what a config means as a run, which takes its method (`runs`: the full check `validate`,
+`run_name`, `same_run`). May import every layer below it: common, models, data, optim, analysis, config."""
 
 from blasso_jax.methods.registry import (
     GRID_DROPOUT,
@@ -17,6 +18,7 @@ from blasso_jax.methods.registry import (
     register,
     zipped,
 )
+from blasso_jax.methods.runs import relevant_config, resolve_defaults, run_name, same_run, validate
 
 __all__ = [
     "GRID_DROPOUT",
@@ -32,4 +34,9 @@ __all__ = [
     "optimizer",
     "register",
     "zipped",
+    "relevant_config",
+    "resolve_defaults",
+    "run_name",
+    "same_run",
+    "validate",
 ]

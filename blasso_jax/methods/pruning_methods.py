@@ -15,18 +15,15 @@ import jax.numpy as jnp
 import optax
 
 from blasso_jax.common import rng
+from blasso_jax.config.train_config import TrainConfig
 from blasso_jax.models.counting import FIRST_LAYER
 from blasso_jax.optim import pruning
 from blasso_jax.optim import transforms as optim
 
-# A `blasso_jax.config.train_config.Config`. Not imported: the config imports the methods (to check `--method` and name
-# runs), so the methods read a config's fields without depending on its module.
-Config = Any
-
 PyTree = Any
 
 
-def sgd(config: Config, schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
+def sgd(config: TrainConfig, schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
     """The SGD baseline: weight decay on the kernels, optional (Nesterov) momentum (the method's, resolved by
     `methods.momentum`)."""
     return optax.chain(
@@ -35,12 +32,12 @@ def sgd(config: Config, schedule: optax.Schedule, momentum: float) -> optax.Grad
     )
 
 
-def masked_sgd(config: Config, schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
+def masked_sgd(config: TrainConfig, schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
     """SGD whose masked-out kernel entries stay exactly 0 (the mask starts all True; pruning sets it)."""
     return optax.chain(sgd(config, schedule, momentum), optim.keep_mask(optim.kernel_mask))
 
 
-def source_path(config: Config) -> str:
+def source_path(config: TrainConfig) -> str:
     """The run whose first-layer mask a masked retraining keeps: `mask_source` with `{seed}` replaced."""
     if not config.mask_source:
         raise ValueError(
@@ -55,7 +52,7 @@ def start_from_source_mask(shuffle: bool):
     for the same seed: a rewind to its initialisation) under the source's final first-layer mask, shuffled per
     unit with `shuffle`."""
 
-    def start(config: Config, state: Any, source: dict[str, Any], image_shape: tuple[int, ...]) -> Any:
+    def start(config: TrainConfig, state: Any, source: dict[str, Any], image_shape: tuple[int, ...]) -> Any:
         kernel = state.params[FIRST_LAYER]["kernel"]
         source_kernel = source["params"][FIRST_LAYER]["kernel"]
         if source["model"] != config.model or source_kernel.shape != kernel.shape:
@@ -85,7 +82,10 @@ def _apply_masks(state: Any, masks: PyTree) -> Any:
     return state.replace(params=params, opt_state=optim.set_mask(state.opt_state, masks))
 
 
-def check_magnitude(config: Config) -> None:
+def check_magnitude(config: TrainConfig) -> None:
+    """Magnitude pruning's fields: its densities, and a fine-tuning shorter than the run."""
+    pruning.check_density("density_first", config.density_first)
+    pruning.check_density("density_rest", config.density_rest)
     if config.finetune_epochs >= config.epochs:
         raise ValueError(
             f"magnitude: finetune_epochs {config.finetune_epochs} leaves no epoch of training before pruning "
@@ -93,7 +93,7 @@ def check_magnitude(config: Config) -> None:
         )
 
 
-def prune_once(config: Config, epoch: int, state: Any) -> tuple[Any, bool]:
+def prune_once(config: TrainConfig, epoch: int, state: Any) -> tuple[Any, bool]:
     """The `after_epoch` hook of magnitude pruning: at `epochs - finetune_epochs`, every layer pruned to its density
     by magnitude (checkpointed there); fine-tuning follows under the fixed mask."""
     if epoch != config.epochs - config.finetune_epochs:
@@ -102,7 +102,7 @@ def prune_once(config: Config, epoch: int, state: Any) -> tuple[Any, bool]:
     return _apply_masks(state, masks), True
 
 
-def restarting_schedule(config: Config, schedule: optax.Schedule, steps_per_epoch: int) -> optax.Schedule:
+def restarting_schedule(config: TrainConfig, schedule: optax.Schedule, steps_per_epoch: int) -> optax.Schedule:
     """`schedule` (laid out over the whole run) compressed into each segment of iterative pruning, so the learning
     rate restarts with every round."""
     plan = imp_plan(config)
@@ -111,7 +111,7 @@ def restarting_schedule(config: Config, schedule: optax.Schedule, steps_per_epoc
     return lambda step: schedule((step % segment_steps) * segments)
 
 
-def imp_plan(config: Config) -> pruning.ImpPlan:
+def imp_plan(config: TrainConfig) -> pruning.ImpPlan:
     """The run's iterative-pruning plan (validated: `rewind_epoch` lies inside the dense segment)."""
     plan = pruning.imp_plan(config.epochs, config.density_first, config.density_rest, config.imp_rate)
     if config.rewind_epoch >= plan.segment:
@@ -122,14 +122,14 @@ def imp_plan(config: Config) -> pruning.ImpPlan:
     return plan
 
 
-def last_pruning_epoch(config: Config) -> int:
+def last_pruning_epoch(config: TrainConfig) -> int:
     """The epoch of iterative pruning's last round (its record is taken after the round): from it on, the model
     has its final densities."""
     plan = imp_plan(config)
     return max(plan.rounds * plan.segment, 1)
 
 
-def imp_round(config: Config, epoch: int, state: Any) -> tuple[Any, bool]:
+def imp_round(config: TrainConfig, epoch: int, state: Any) -> tuple[Any, bool]:
     """The `after_epoch` hook of iterative magnitude pruning: keeps the weights of `rewind_epoch`; at the end of
     each segment but the last, prunes `imp_rate` of each layer's survivors (down to its density), rewinds the
     survivors to the kept weights and clears the momentum; checkpoints at every round."""

@@ -17,15 +17,12 @@ from typing import Any
 
 import optax
 
+from blasso_jax.config.train_config import TrainConfig
 from blasso_jax.methods import pruning_methods
 from blasso_jax.optim import transforms as optim
 
-# A `blasso_jax.config.train_config.Config`. Not imported: the config imports the methods (to check `--method` and name
-# runs), so the methods read a config's fields without depending on its module.
-Config = Any
 
-
-def learning_rate_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
     """Cosine decay from `config.learning_rate` to 0, stepped per batch over the whole run."""
     return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
 
@@ -83,19 +80,19 @@ class Method:
     """
 
     name: str
-    make_optimizer: Callable[[Config, Any, optax.Schedule], optax.GradientTransformation]
-    label: Callable[[Config], str]
-    run_name: Callable[[Config], str]
+    make_optimizer: Callable[[TrainConfig, Any, optax.Schedule], optax.GradientTransformation]
+    label: Callable[[TrainConfig], str]
+    run_name: Callable[[TrainConfig], str]
     fields: tuple[str, ...] = ()
-    paper_key: Callable[[Config], str | None] = lambda config: None
+    paper_key: Callable[[TrainConfig], str | None] = lambda config: None
     grids: Mapping[str, Grid] = dataclasses.field(default_factory=dict)
     default_momentum: float = 0.9
-    schedule: Callable[[Config, int], optax.Schedule] = learning_rate_schedule
-    validate: Callable[[Config], None] = lambda config: None
-    source_run: Callable[[Config], str | None] = lambda config: None
-    start: Callable[[Config, Any, dict[str, Any] | None, tuple[int, ...]], Any] | None = None
-    after_epoch: Callable[[Config, int, Any], tuple[Any, bool]] | None = None
-    selectable_from: Callable[[Config], int] = lambda config: 1
+    schedule: Callable[[TrainConfig, int], optax.Schedule] = learning_rate_schedule
+    validate: Callable[[TrainConfig], None] = lambda config: None
+    source_run: Callable[[TrainConfig], str | None] = lambda config: None
+    start: Callable[[TrainConfig, Any, dict[str, Any] | None, tuple[int, ...]], Any] | None = None
+    after_epoch: Callable[[TrainConfig, int, Any], tuple[Any, bool]] | None = None
+    selectable_from: Callable[[TrainConfig], int] = lambda config: 1
 
 
 METHODS: dict[str, Method] = {}
@@ -114,13 +111,13 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def optimizer(config: Config, steps_per_epoch: int) -> Callable[[Any], optax.GradientTransformation]:
+def optimizer(config: TrainConfig, steps_per_epoch: int) -> Callable[[Any], optax.GradientTransformation]:
     """`params -> GradientTransformation`: the optimizer of `config.method` with the method's schedule."""
     method = get(config.method)
     return lambda params: method.make_optimizer(config, params, method.schedule(config, steps_per_epoch))
 
 
-def momentum(config: Config) -> float:
+def momentum(config: TrainConfig) -> float:
     """The momentum `config`'s method trains with: `config.momentum`, or the method's default when unset."""
     return get(config.method).default_momentum if config.momentum is None else config.momentum
 
@@ -134,7 +131,7 @@ def grid_names() -> tuple[str, ...]:
 GRID_DROPOUT = 0.5
 
 
-def grid_configs(config: Config, grid: str) -> list[Config]:
+def grid_configs(config: TrainConfig, grid: str) -> list[TrainConfig]:
     """Every config of `config`'s method grid `grid` (each point, then dropout 0 and `config.dropout`, or
     `GRID_DROPOUT` when it is 0, if the grid tunes dropout), in a fixed order."""
     if grid not in grid_names():
@@ -148,11 +145,11 @@ def grid_configs(config: Config, grid: str) -> list[Config]:
     return [config.replace(**point) for point in points]
 
 
-def _check_momentum(config: Config) -> None:
+def _check_momentum(config: TrainConfig) -> None:
     optim.check_momentum(momentum(config), config.nesterov, config.method == "blasso" and config.decoupled_l1)
 
 
-def _blasso_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+def _blasso_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     """Algorithm 1: λ per layer group on the kernels, threshold β·λ; no momentum unless the config sets one."""
     l1 = optim.layerwise_l1(params, first=config.l1_first, rest=config.l1_rest)
     return optim.blasso(
@@ -166,24 +163,24 @@ def _blasso_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> 
     )
 
 
-def _sgd_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+def _sgd_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
     return pruning_methods.sgd(config, schedule, momentum(config))
 
 
-def _masked_sgd_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+def _masked_sgd_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
     return pruning_methods.masked_sgd(config, schedule, momentum(config))
 
 
-def _imp_optimizer(config: Config, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+def _imp_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
     return optax.chain(
         pruning_methods.masked_sgd(config, schedule, momentum(config)), pruning_methods.optim.remember_params()
     )
 
 
-def _imp_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
+def _imp_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
     return pruning_methods.restarting_schedule(config, learning_rate_schedule(config, steps_per_epoch), steps_per_epoch)
 
 
@@ -223,7 +220,7 @@ _BLASSO_GRIDS = {
 }
 
 
-def _blasso_variant(config: Config, sep: str, on: str) -> str:
+def _blasso_variant(config: TrainConfig, sep: str, on: str) -> str:
     """β-LASSO's momentum settings, as a suffix of its label or run name ('' for the paper's Algorithm 1)."""
     mu = momentum(config)
     parts = [f"momentum{on}{mu:g}"] if mu else []
@@ -232,7 +229,7 @@ def _blasso_variant(config: Config, sep: str, on: str) -> str:
     return "".join(sep + part for part in parts)
 
 
-def _sgd_recipe(config: Config) -> str:
+def _sgd_recipe(config: TrainConfig) -> str:
     """Where an SGD-trained method's recipe differs from the baseline's (momentum 0.9, weight decay 5e-4), as a
     suffix of its label, so that the cells of an SGD grid are told apart in tables ('' for the baseline)."""
     parts = [f"weight decay {config.weight_decay:g}"] if config.weight_decay != 5e-4 else []
@@ -241,15 +238,15 @@ def _sgd_recipe(config: Config) -> str:
     return "".join(", " + part for part in parts)
 
 
-def _with_momentum_check(check: Callable[[Config], Any]) -> Callable[[Config], None]:
-    def validate(config: Config) -> None:
+def _with_momentum_check(check: Callable[[TrainConfig], Any]) -> Callable[[TrainConfig], None]:
+    def validate(config: TrainConfig) -> None:
         _check_momentum(config)
         check(config)
 
     return validate
 
 
-def _densities(config: Config) -> str:
+def _densities(config: TrainConfig) -> str:
     return f"d{config.density_first:g}-{config.density_rest:g}"
 
 

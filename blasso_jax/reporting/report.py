@@ -8,9 +8,10 @@ from typing import Any
 
 from blasso_jax.common import paper
 from blasso_jax.common.text import mean_std, percent
-from blasso_jax.config.train_config import TrainConfig, relevant_config
+from blasso_jax.config.train_config import TrainConfig
 from blasso_jax.data import nlgp
 from blasso_jax.methods import registry as methods
+from blasso_jax.methods.runs import relevant_config
 
 
 def dataset_label(dataset: str) -> str:

@@ -22,6 +22,7 @@ from blasso_jax.common import parallel
 from blasso_jax.config.train_config import PRECISION_DTYPES, TrainConfig, model_from_config
 from blasso_jax.data import augment
 from blasso_jax.methods import registry as methods
+from blasso_jax.methods.runs import validate
 from blasso_jax.models.networks import layer_specs
 from blasso_jax.training import step
 
@@ -272,7 +273,7 @@ def benchmark_epochs(
     matmul_size: int | None = None,
 ) -> dict[str, Any]:
     """Times `epochs` epochs (after `warmup`) of `step.make_train_epoch` on random uint8 images on device."""
-    config = config.validate(jax.device_count())
+    config = validate(config, jax.device_count())
     steps_per_epoch = num_examples // config.batch_size
     epoch_fn, state, x, y = _epoch_on_random_images(config, image_shape, num_classes, num_examples, policy)
     compile_seconds, times, totals, cost = _time_epochs(epoch_fn, state, x, y, warmup, epochs)

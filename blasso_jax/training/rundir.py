@@ -17,7 +17,8 @@ from typing import IO, Any
 import flax.linen as nn
 
 from blasso_jax.common import files
-from blasso_jax.config.train_config import RESUMABLE_FIELDS, TrainConfig, model_from_config, resolve_defaults
+from blasso_jax.config.train_config import RESUMABLE_FIELDS, TrainConfig, model_from_config
+from blasso_jax.methods.runs import resolve_defaults
 from blasso_jax.training.checkpoints import latest_epoch, read_checkpoint
 
 

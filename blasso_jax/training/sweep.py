@@ -11,7 +11,8 @@ from typing import Any
 
 from blasso_jax.common import files
 from blasso_jax.common.text import mean_std
-from blasso_jax.config.train_config import TrainConfig, run_name
+from blasso_jax.config.train_config import TrainConfig
+from blasso_jax.methods.runs import run_name, validate
 from blasso_jax.training import train
 
 Results = dict[str, Any]
@@ -74,7 +75,7 @@ def run_cells(
     """
     runs = [[cell.replace(seed=seed) for seed in seeds] for cell in cells]
     for config in (c for row in runs for c in row):
-        config.validate()
+        validate(config)
     epochs = sum(c.epochs for row in runs for c in row)
     print(f"{sum(map(len, runs))} runs ({len(cells)} cells x {len(seeds)} seeds), {epochs} epochs in all, in {root}")
     for cell in cells if describe else ():

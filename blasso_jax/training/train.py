@@ -25,10 +25,11 @@ import numpy as np
 
 from blasso_jax.common import files, parallel, rng, stopping
 from blasso_jax.common.progress import Progress, log
-from blasso_jax.config.train_config import TrainConfig, model_from_config, same_run
+from blasso_jax.config.train_config import TrainConfig, model_from_config
 from blasso_jax.data import datasets as data_lib
 from blasso_jax.data import permute as permute_lib
 from blasso_jax.methods import registry as methods
+from blasso_jax.methods.runs import same_run, validate
 from blasso_jax.models.counting import kernel_sizes, nonzero_counts
 from blasso_jax.training import rundir
 from blasso_jax.training.checkpoints import Checkpoints, checkpointed_tree, latest_epoch, tree_bytes
@@ -139,7 +140,7 @@ def _start(
 ) -> _Run:
     """Checks every input and builds the initial state (and the method's start), then creates and locks the
     workdir and, with `resume`, restores the newest intact checkpoint and the metrics up to it."""
-    config.validate(jax.device_count())
+    validate(config, jax.device_count())
     method = methods.get(config.method)
     if stop_after is not None and not 1 <= stop_after <= config.epochs:
         raise ValueError(f"stop_after {stop_after} is outside the run's epochs 1 to {config.epochs}")
