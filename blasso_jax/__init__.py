@@ -1,4 +1,21 @@
-"""blasso_jax: β-LASSO ("Towards Learning Convolutions from Scratch", Neyshabur 2020) in JAX/Flax."""
+"""blasso_jax: β-LASSO ("Towards Learning Convolutions from Scratch", Neyshabur 2020) in JAX/Flax.
+
+The names below are the public API, re-exported from the subpackages (as optax's `__init__` does). The
+subpackages are layers, each importing only the layers before it (tests/test_structure.py checks it):
+
+    common < models < data < optim < analysis < config < methods < sparse < training < reporting
+
+- `common`: files, keys, the device mesh, the log, stop signals, the paper's facts, the text of tables;
+- `models`: the networks by name and the parameter tree's conventions;
+- `data`: datasets, NLGP, augmentation, and the `Geometry` of a layer's inputs;
+- `optim`: optax-level code only: β-LASSO's transforms, masks and pruning;
+- `analysis`: locality, description length, filters as images;
+- `config`: `TrainConfig` and the presets;
+- `methods`: training methods by name, and what a config means as a run;
+- `sparse`: sparse inference, the export format and their benchmark;
+- `training`: the step, one run, its directory, records and summary, sweeps, the speed benchmark;
+- `reporting`: tables, evidence, rendered docs and figures.
+"""
 
 from blasso_jax.config.train_config import TrainConfig, preset
 from blasso_jax.models.counting import FIRST_LAYER, count_params, kernel_sizes, nonzero_counts
