@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from typing import Any
 
 import jax
@@ -21,10 +22,11 @@ PyTree = Any
 
 
 def check_density(name: str, density: float) -> float:
-    """`density` if it lies in (0, 1]; a ValueError naming `name` otherwise."""
-    if not 0 < density <= 1:
-        raise ValueError(f"{name} must be a density in (0, 1], got {density}")
-    return density
+    """`density` (non-zeros / entries) as a float if it is a number in (0, 1]; a ValueError naming `name` otherwise.
+    The one check of a density: pruning's, the configs' and sparse inference's."""
+    if not (isinstance(density, numbers.Real) and 0 < density <= 1):
+        raise ValueError(f"{name} must be a density in (0, 1], got {density!r}")
+    return float(density)
 
 
 @functools.partial(jax.jit, static_argnames=("keep",))

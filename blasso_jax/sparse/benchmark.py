@@ -27,6 +27,7 @@ from flax import traverse_util
 
 from blasso_jax.models.counting import FIRST_LAYER
 from blasso_jax.models.networks import create_model
+from blasso_jax.optim.pruning import check_density
 from blasso_jax.sparse import export
 from blasso_jax.sparse import inference as sparse
 
@@ -39,7 +40,7 @@ def masked_s_fc(alpha: int, density: float, *, seed: int = 0, image_shape=CIFAR_
     Returns:
       `(model, variables)` with numpy arrays.
     """
-    sparse.check_density("density", density)
+    check_density("density", density)
     model = create_model("s-fc", alpha, num_classes, image_shape)
     variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(seed), jnp.zeros((1, *image_shape)))
     variables = jax.tree.map(np.array, variables)
@@ -148,7 +149,7 @@ def layer_crossover(
     rows = []
     for alpha in alphas:
         for density in densities:
-            kernel = masked_s_fc(alpha, sparse.check_density("density", density))[1]["params"][FIRST_LAYER]["kernel"]
+            kernel = masked_s_fc(alpha, check_density("density", density))[1]["params"][FIRST_LAYER]["kernel"]
             gathered, dense_kernel = sparse.gather_kernel(kernel), jnp.asarray(kernel)
             dense_matmul, gather_matmul = jax.jit(jnp.matmul), jax.jit(sparse.gather_matmul)
             for batch in batch_sizes:
@@ -225,7 +226,7 @@ def run(
       `{'timings': [...], 'sizes': [...]}`, one dict per row (see `time_inference`, `file_sizes`).
     """
     for density in densities:
-        sparse.check_density("density", density)
+        check_density("density", density)
     timings, sizes = [], []
     for alpha in alphas:
         for density in densities:

@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct, traverse_util
 
+from blasso_jax.optim.pruning import check_density
+
 PyTree = Any
 
 # Images per chunk of the row-gather loop: the [units, chunk] accumulator of a 1024-unit layer is 128 KB,
@@ -284,13 +286,6 @@ def sparsify(variables: PyTree, *, batch_size: int = 1, dense_above: float | Non
     return SparseModel({**variables, "params": params}, kernels)
 
 
-def check_density(name: str, density: float) -> float:
-    """`density` as a float, or a ValueError naming `name` unless it lies in (0, 1]."""
-    if not (isinstance(density, int | float) and 0 < density <= 1):
-        raise ValueError(f"{name} must be a density in (0, 1] (non-zeros / entries), got {density!r}")
-    return float(density)
-
-
 def sparse_apply(model: nn.Module, sparse: SparseModel, images: jax.Array) -> jax.Array:
     """The logits of `model` in eval mode (BatchNorm running statistics) from a `SparseModel`.
 
@@ -333,7 +328,6 @@ def _gather_layers(kernels: Mapping[str, GatherKernel]):
 __all__ = [
     "GatherKernel",
     "SparseModel",
-    "check_density",
     "gather_below",
     "gather_kernel",
     "gather_matmul",
