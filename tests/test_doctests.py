@@ -10,6 +10,7 @@ from blasso_jax.config import train_config as config
 from blasso_jax.data import geometry, nlgp, permute
 from blasso_jax.methods import runs
 from blasso_jax.models import networks as models
+from blasso_jax.optim import pruning, pruning_transforms
 from blasso_jax.optim import transforms as optim
 from blasso_jax.sparse import export
 from blasso_jax.sparse import inference as sparse
@@ -17,7 +18,21 @@ from blasso_jax.sparse import inference as sparse
 
 @pytest.mark.parametrize(
     "module",
-    [text, optim, models, config, runs, permute, geometry, locality, nlgp, export, sparse],
+    [
+        text,
+        optim,
+        pruning,
+        pruning_transforms,
+        models,
+        config,
+        runs,
+        permute,
+        geometry,
+        locality,
+        nlgp,
+        export,
+        sparse,
+    ],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):

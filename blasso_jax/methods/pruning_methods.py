@@ -2,8 +2,8 @@
 or pixel-shuffled per unit), magnitude pruning with fine-tuning, and iterative magnitude pruning with rewinding.
 
 Each function here is one part of a `methods.Method` entry: an optimizer factory, a `start` hook (the state a
-run starts from) or an `after_epoch` hook (pruning events during the run). The masks live in the optimizer
-state (`optim.keep_mask`), so checkpoints keep them and a resumed run continues bitwise.
+run starts from) or a `prune` wrapper (`blasso_jax.optim.pruning_transforms`: pruning events timed by the step
+count). The masks live in the optimizer state, so checkpoints keep them and a resumed run continues bitwise.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import optax
 from blasso_jax.common import rng
 from blasso_jax.config.train_config import TrainConfig
 from blasso_jax.models.counting import FIRST_LAYER
-from blasso_jax.optim import pruning
+from blasso_jax.optim import pruning, pruning_transforms
 from blasso_jax.optim import transforms as optim
 
 PyTree = Any
@@ -93,13 +93,18 @@ def check_magnitude(config: TrainConfig) -> None:
         )
 
 
-def prune_once(config: TrainConfig, epoch: int, state: Any) -> tuple[Any, bool]:
-    """The `after_epoch` hook of magnitude pruning: at `epochs - finetune_epochs`, every layer pruned to its density
-    by magnitude (checkpointed there); fine-tuning follows under the fixed mask."""
-    if epoch != config.epochs - config.finetune_epochs:
-        return state, False
-    masks = pruning.layer_masks(state.params, config.density_first, config.density_rest)
-    return _apply_masks(state, masks), True
+def magnitude(
+    config: TrainConfig, tx: optax.GradientTransformation, steps_per_epoch: int
+) -> optax.GradientTransformation:
+    """Magnitude pruning's `prune`: after `epochs - finetune_epochs` epochs, every kernel pruned to its density by
+    magnitude; fine-tuning follows under the fixed mask (`pruning_transforms.magnitude_pruning`)."""
+    step = (config.epochs - config.finetune_epochs) * steps_per_epoch
+    return pruning_transforms.magnitude_pruning(tx, step, config.density_first, config.density_rest)
+
+
+def magnitude_epochs(config: TrainConfig) -> tuple[int, ...]:
+    """The epoch magnitude pruning prunes after: its record and checkpoint hold the pruned model."""
+    return (config.epochs - config.finetune_epochs,)
 
 
 def restarting_schedule(config: TrainConfig, schedule: optax.Schedule, steps_per_epoch: int) -> optax.Schedule:
@@ -112,47 +117,26 @@ def restarting_schedule(config: TrainConfig, schedule: optax.Schedule, steps_per
 
 
 def imp_plan(config: TrainConfig) -> pruning.ImpPlan:
-    """The run's iterative-pruning plan (validated: `rewind_epoch` lies inside the dense segment)."""
-    plan = pruning.imp_plan(config.epochs, config.density_first, config.density_rest, config.imp_rate)
-    if config.rewind_epoch >= plan.segment:
-        raise ValueError(
-            f"imp: rewind_epoch {config.rewind_epoch} is not inside the dense segment of {plan.segment} epochs; "
-            f"choose 0 to {plan.segment - 1}"
-        )
-    return plan
+    """The run's iterative-pruning plan in epochs (`pruning.imp_plan`, which checks it)."""
+    return pruning.imp_plan(
+        config.epochs, config.density_first, config.density_rest, config.imp_rate, config.rewind_epoch
+    )
+
+
+def imp(config: TrainConfig, tx: optax.GradientTransformation, steps_per_epoch: int) -> optax.GradientTransformation:
+    """IMP's `prune`: keeps the weights of `rewind_epoch`; at the end of each segment but the last, prunes `imp_rate`
+    of each kernel's survivors (down to its density), rewinds the survivors to the kept weights and clears the
+    momentum (`pruning_transforms.iterative_pruning`)."""
+    return pruning_transforms.iterative_pruning(tx, imp_plan(config).in_steps(steps_per_epoch))
+
+
+def imp_epochs(config: TrainConfig) -> tuple[int, ...]:
+    """The epochs IMP's rounds prune after."""
+    plan = imp_plan(config)
+    return tuple(plan.segment * r for r in range(1, plan.rounds + 1))
 
 
 def last_pruning_epoch(config: TrainConfig) -> int:
     """The epoch of iterative pruning's last round (its record is taken after the round): from it on, the model
     has its final densities."""
-    plan = imp_plan(config)
-    return max(plan.rounds * plan.segment, 1)
-
-
-def imp_round(config: TrainConfig, epoch: int, state: Any) -> tuple[Any, bool]:
-    """The `after_epoch` hook of iterative magnitude pruning: keeps the weights of `rewind_epoch`; at the end of
-    each segment but the last, prunes `imp_rate` of each layer's survivors (down to its density), rewinds the
-    survivors to the kept weights and clears the momentum; checkpoints at every round."""
-    if epoch == config.rewind_epoch:
-        # A copy: the epoch donates the state's buffers, and one buffer may not be donated twice.
-        kept = jax.tree.map(jnp.copy, state.params)
-        state = state.replace(opt_state=optax.tree_utils.tree_set(state.opt_state, rewind=kept))
-    plan = imp_plan(config)
-    round_index = plan.round_ending(epoch)
-    if round_index is None:
-        return state, False
-    survivors = optim.get_mask(state.opt_state)
-    within = jax.tree.map(lambda m, p: m if jnp.shape(m) == jnp.shape(p) else None, survivors, state.params)
-    first = plan.keep(round_index, True)
-    rest = plan.keep(round_index, False)
-    masks = pruning.layer_masks(state.params, first, rest, within=within)
-    rewind = jax.tree.map(jnp.copy, optax.tree_utils.tree_get(state.opt_state, "rewind"))
-    state = _apply_masks(state.replace(params=rewind), masks)
-    return state.replace(opt_state=_clear_momentum(state.opt_state)), True
-
-
-def _clear_momentum(opt_state: Any) -> Any:
-    trace = optax.tree_utils.tree_get(opt_state, "trace")
-    if trace is None:
-        return opt_state
-    return optax.tree_utils.tree_set(opt_state, trace=jax.tree.map(jnp.zeros_like, trace))
+    return imp_plan(config).last_round_end

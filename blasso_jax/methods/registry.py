@@ -3,7 +3,7 @@ is registered next.
 
 Each `Method` says how to build its optimizer from a config, how it is labelled in tables and run
 directories, which config fields it reads, which column of the paper's Table 2 it matches, its grids,
-and, for methods that do more than optimise, the state a run starts from and what happens after an epoch.
+and, for methods that do more than optimise, the state a run starts from and the pruning that wraps the optimizer.
 The config check, the trainer, the reports, the sweeps and the benchmark all read this table, so a new
 method is one `register(Method(...))` call.
 """
@@ -74,7 +74,9 @@ class Method:
       source_run: `config -> path | None`, a finished run the method starts from (read by the trainer).
       start: `(config, state, source, image_shape) -> state`, the state a new run starts from; `source` is the
         source run's `{'model', 'params', 'batch_stats'}` or None.
-      after_epoch: `(config, epoch, state) -> (state, checkpoint now)`, events between epochs (pruning).
+      prune: `(config, optimizer, steps_per_epoch) -> optimizer`, the optimizer wrapped in the method's pruning
+        (`blasso_jax.optim.pruning_transforms`: the mask in the optimizer state, events timed by the step count).
+      prune_epochs: `config -> epochs`, the epochs its pruning events end (each checkpointed there).
       selectable_from: `config -> epoch`, the first epoch whose recorded model has the run's final structure (its
         last pruning event); selection by validation and the best checkpoint consider it and later epochs only.
     """
@@ -91,7 +93,8 @@ class Method:
     validate: Callable[[TrainConfig], None] = lambda config: None
     source_run: Callable[[TrainConfig], str | None] = lambda config: None
     start: Callable[[TrainConfig, Any, dict[str, Any] | None, tuple[int, ...]], Any] | None = None
-    after_epoch: Callable[[TrainConfig, int, Any], tuple[Any, bool]] | None = None
+    prune: Callable[[TrainConfig, optax.GradientTransformation, int], optax.GradientTransformation] | None = None
+    prune_epochs: Callable[[TrainConfig], tuple[int, ...]] = lambda config: ()
     selectable_from: Callable[[TrainConfig], int] = lambda config: 1
 
 
@@ -112,9 +115,15 @@ def get(name: str) -> Method:
 
 
 def optimizer(config: TrainConfig, steps_per_epoch: int) -> Callable[[Any], optax.GradientTransformation]:
-    """`params -> GradientTransformation`: the optimizer of `config.method` with the method's schedule."""
+    """`params -> GradientTransformation`: the optimizer of `config.method` with the method's schedule, wrapped in its
+    pruning, if any."""
     method = get(config.method)
-    return lambda params: method.make_optimizer(config, params, method.schedule(config, steps_per_epoch))
+
+    def make(params: Any) -> optax.GradientTransformation:
+        tx = method.make_optimizer(config, params, method.schedule(config, steps_per_epoch))
+        return tx if method.prune is None else method.prune(config, tx, steps_per_epoch)
+
+    return make
 
 
 def momentum(config: TrainConfig) -> float:
@@ -171,13 +180,6 @@ def _sgd_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -
 def _masked_sgd_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
     del params
     return pruning_methods.masked_sgd(config, schedule, momentum(config))
-
-
-def _imp_optimizer(config: TrainConfig, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
-    del params
-    return optax.chain(
-        pruning_methods.masked_sgd(config, schedule, momentum(config)), pruning_methods.optim.remember_params()
-    )
 
 
 def _imp_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
@@ -295,7 +297,7 @@ for _shuffle in (False, True):
 register(
     Method(
         name="magnitude",
-        make_optimizer=_masked_sgd_optimizer,
+        make_optimizer=_sgd_optimizer,
         label=lambda config: (
             f"magnitude pruning to {config.density_first:g} / {config.density_rest:g}" + _sgd_recipe(config)
         ),
@@ -303,21 +305,23 @@ register(
         fields=(*_SGD_FIELDS, "density_first", "density_rest", "finetune_epochs"),
         grids=_SGD_GRIDS,
         validate=_with_momentum_check(pruning_methods.check_magnitude),
-        after_epoch=pruning_methods.prune_once,
+        prune=pruning_methods.magnitude,
+        prune_epochs=pruning_methods.magnitude_epochs,
         selectable_from=lambda config: config.epochs - config.finetune_epochs,  # recorded after pruning
     )
 )
 register(
     Method(
         name="imp",
-        make_optimizer=_imp_optimizer,
+        make_optimizer=_sgd_optimizer,
         label=lambda config: f"IMP to {config.density_first:g} / {config.density_rest:g}" + _sgd_recipe(config),
         run_name=lambda config: f"imp-{_densities(config)}-rate{config.imp_rate:g}-rewind{config.rewind_epoch}",
         fields=(*_SGD_FIELDS, "density_first", "density_rest", "imp_rate", "rewind_epoch"),
         grids=_SGD_GRIDS,
         schedule=_imp_schedule,
         validate=_with_momentum_check(pruning_methods.imp_plan),
-        after_epoch=pruning_methods.imp_round,
+        prune=pruning_methods.imp,
+        prune_epochs=pruning_methods.imp_epochs,
         selectable_from=pruning_methods.last_pruning_epoch,
     )
 )

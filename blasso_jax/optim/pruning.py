@@ -1,16 +1,17 @@
 """Masks for the pruning baselines and the masked-retraining ablation: by magnitude, pixel-shuffled per unit,
-and the round plan of iterative magnitude pruning (Frankle & Carbin 2019; Frankle et al. 2020).
+and the one round plan of iterative magnitude pruning (Frankle & Carbin 2019; Frankle et al. 2020).
 
-Masks are bool arrays of a kernel's shape, True where a weight is kept. Everything here is a pure
-function of its arrays (jitted, so it also runs on sharded parameters).
+Masks are bool arrays of a kernel's shape, True where a weight is kept. Everything here is a pure function of its
+arrays, traceable, so it runs under jit, inside a train step and on sharded parameters
+(`blasso_jax.optim.pruning_transforms` applies the masks as optax transforms).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -29,10 +30,15 @@ def check_density(name: str, density: float) -> float:
     return float(density)
 
 
-@functools.partial(jax.jit, static_argnames=("keep",))
-def _top_magnitudes(kernel: jax.Array, keep: int) -> jax.Array:
-    order = jnp.argsort(-jnp.abs(kernel).ravel(), stable=True)  # ties: the lower flat index first
-    return jnp.zeros(kernel.size, bool).at[order[:keep]].set(True).reshape(kernel.shape)
+def keep_count(density: float, size: int) -> int:
+    """How many of `size` entries a `density` keeps: round(density · size)."""
+    return round(density * size)
+
+
+def top_magnitudes(kernel: jax.Array, keep: int | jax.Array) -> jax.Array:
+    """True on the `keep` entries of largest |w| (ties: the lower flat index first); `keep` may be traced."""
+    order = jnp.argsort(-jnp.abs(kernel).ravel(), stable=True)
+    return jnp.zeros(kernel.size, bool).at[order].set(jnp.arange(kernel.size) < keep).reshape(kernel.shape)
 
 
 def magnitude_mask(kernel: jax.Array, density: float, within: jax.Array | None = None) -> jax.Array:
@@ -51,29 +57,37 @@ def magnitude_mask(kernel: jax.Array, density: float, within: jax.Array | None =
       >>> magnitude_mask(jnp.array([0.1, -3.0, 2.0, 0.0]), 0.5).tolist()
       [False, True, True, False]
     """
-    check_density("density", density)
-    keep = round(density * kernel.size)
-    if within is not None:
-        kernel = jnp.where(within, kernel, 0.0)
-        keep = min(keep, int(jnp.count_nonzero(within)))
-    return _top_magnitudes(kernel, keep) & (True if within is None else within)
+    return _restricted_top(kernel, keep_count(check_density("density", density), kernel.size), within)
+
+
+def _restricted_top(kernel: jax.Array, keep: int | jax.Array, within: jax.Array | None) -> jax.Array:
+    if within is None:
+        return top_magnitudes(kernel, keep)
+    keep = jnp.minimum(keep, jnp.count_nonzero(within))
+    return top_magnitudes(jnp.where(within, kernel, 0.0), keep) & within
 
 
 def layer_masks(params: PyTree, density_first: float, density_rest: float, within: PyTree | None = None) -> PyTree:
     """`magnitude_mask` of every kernel (`density_first` for the first layer, `density_rest` for the others),
     None for the other leaves; `within` (a tree of masks or None) restricts each to its survivors."""
-    flat = {k: v for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    first, rest = check_density("density_first", density_first), check_density("density_rest", density_rest)
+    return masks_by_count(params, lambda is_first, size: keep_count(first if is_first else rest, size), within)
+
+
+def masks_by_count(
+    params: PyTree, count: Callable[[bool, int], int | jax.Array], within: PyTree | None = None
+) -> PyTree:
+    """The top-`count(is the first layer, size)` magnitude mask of every kernel (a leaf named `kernel`), restricted
+    to its mask in `within` if given; None for the other leaves. `count` may return traced numbers."""
     within_flat = dict(jax.tree_util.tree_flatten_with_path(within)[0]) if within is not None else {}
-    masks = {}
-    for path, leaf in flat.items():
+
+    def mask(path, leaf):
         names = [str(getattr(entry, "key", entry)) for entry in path]
         if names[-1] != "kernel":
-            masks[path] = None
-            continue
-        density = density_first if names[0] == FIRST_LAYER else density_rest
-        masks[path] = magnitude_mask(leaf, density, within_flat.get(path))
-    leaves = [masks[path] for path in flat]
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), leaves)
+            return None
+        return _restricted_top(leaf, count(names[0] == FIRST_LAYER, leaf.size), within_flat.get(path))
+
+    return jax.tree_util.tree_map_with_path(mask, params)
 
 
 def shuffle_unit_masks(mask: jax.Array, image_shape: tuple[int, int, int], key: jax.Array) -> jax.Array:
@@ -94,14 +108,25 @@ def shuffle_unit_masks(mask: jax.Array, image_shape: tuple[int, int, int], key: 
 
 @dataclasses.dataclass(frozen=True)
 class ImpPlan:
-    """Iterative magnitude pruning over a run of `epochs`: a dense segment, then `rounds` pruning rounds, each
-    `segment` epochs; round r keeps `keep(r)` of each layer (the first layer and the rest apart)."""
+    """Iterative magnitude pruning over a run (in epochs, or in steps: `in_steps`): a dense segment, then `rounds`
+    pruning rounds, each `segment` long; round r keeps `keep(r)` of each layer (the first layer and the rest apart)
+    and rewinds the survivors to their values after `rewind` (0: the initial weights), inside the dense segment."""
 
     rounds: int
     segment: int
     density_first: float
     density_rest: float
     rate: float
+    rewind: int = 0
+
+    def in_steps(self, steps_per_epoch: int) -> ImpPlan:
+        """The plan with its segment and rewind point counted in steps instead of epochs."""
+        return dataclasses.replace(self, segment=self.segment * steps_per_epoch, rewind=self.rewind * steps_per_epoch)
+
+    @property
+    def last_round_end(self) -> int:
+        """When the last round prunes (at least 1): from then on every layer has its final density."""
+        return max(self.rounds * self.segment, 1)
 
     def keep(self, round_index: int, first: bool) -> float:
         """Density of a layer after `round_index` rounds: (1 - rate)^r, never below the layer's target."""
@@ -116,9 +141,10 @@ class ImpPlan:
         return epoch // self.segment
 
 
-def imp_plan(epochs: int, density_first: float, density_rest: float, rate: float) -> ImpPlan:
+def imp_plan(epochs: int, density_first: float, density_rest: float, rate: float, rewind: int = 0) -> ImpPlan:
     """The round plan: as many rounds of pruning `rate` of the survivors as the sparser layer needs to reach its
-    target, and `epochs` split into that many + 1 equal segments (a ValueError names valid epochs otherwise)."""
+    target, and `epochs` split into that many + 1 equal segments (a ValueError names valid epochs otherwise), with
+    the survivors rewound to their weights after epoch `rewind`, which must lie inside the dense segment."""
     check_density("density_first", density_first)
     check_density("density_rest", density_rest)
     if not 0 < rate < 1:
@@ -132,4 +158,9 @@ def imp_plan(epochs: int, density_first: float, density_rest: float, rate: float
             f"imp: epochs {epochs} do not split into {rounds + 1} equal segments (dense, then {rounds} rounds of "
             f"pruning {rate:g} of the survivors down to density {target:g}); use epochs {valid}"
         )
-    return ImpPlan(rounds, epochs // (rounds + 1), density_first, density_rest, rate)
+    segment = epochs // (rounds + 1)
+    if not 0 <= rewind < segment:
+        raise ValueError(
+            f"imp: rewind_epoch {rewind} is not inside the dense segment of {segment} epochs; choose 0 to {segment - 1}"
+        )
+    return ImpPlan(rounds, segment, density_first, density_rest, rate, rewind)

@@ -284,10 +284,14 @@ def keep_mask(mask: Mask = None) -> optax.GradientTransformation:
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("keep_mask needs the parameters: call update(updates, state, params).")
-        held = jax.tree.map(lambda u, p, m: jnp.where(m, u, -p.astype(u.dtype)), updates, params, state.mask)
-        return held, state
+        return hold(updates, params, state.mask), state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def hold(updates: PyTree, params: PyTree, mask: PyTree) -> PyTree:
+    """`updates` that keep every weight whose `mask` entry is False at exactly 0 (`p + (-p)` is +0)."""
+    return jax.tree.map(lambda u, p, m: jnp.where(m, u, -p.astype(u.dtype)), updates, params, mask)
 
 
 def set_mask(opt_state: Any, masks: PyTree) -> Any:
@@ -305,22 +309,9 @@ def set_mask(opt_state: Any, masks: PyTree) -> Any:
 
 
 def get_mask(opt_state: Any) -> PyTree:
-    """The mask of the `keep_mask` inside `opt_state`."""
+    """The mask of the `keep_mask` (or pruning transform) inside `opt_state`."""
     return optax.tree_utils.tree_get(opt_state, "mask")
 
 
 def _is_none(leaf: Any) -> bool:
     return leaf is None
-
-
-class RewindState(NamedTuple):
-    """`remember_params`'s state: the weights a run rewinds to."""
-
-    rewind: PyTree
-
-
-def remember_params() -> optax.GradientTransformation:
-    """Changes no update; keeps a copy of the parameters in its state (the initial ones at `init`), which a run
-    replaces when it reaches its rewind point (`optax.tree_utils.tree_set(opt_state, rewind=params)`), so that
-    iterative magnitude pruning rewinds to them after each round and a checkpoint keeps them."""
-    return optax.GradientTransformation(lambda params: RewindState(params), lambda u, state, params=None: (u, state))

@@ -25,12 +25,18 @@ from jax.sharding import PartitionSpec as P
 
 from blasso_jax.common import parallel, rng
 from blasso_jax.data import augment
+from blasso_jax.optim.pruning_transforms import rewound
 
 
 class TrainState(train_state.TrainState):
     """flax's TrainState plus BatchNorm statistics."""
 
     batch_stats: Any
+
+    def apply_gradients(self, *, grads: Any, **kwargs: Any) -> TrainState:
+        """flax's update, then the weights an IMP round rewinds to written exactly (`pruning_transforms.rewound`)."""
+        state = super().apply_gradients(grads=grads, **kwargs)
+        return state.replace(params=rewound(state.params, state.opt_state))
 
 
 class EpochTotals(NamedTuple):

@@ -239,10 +239,7 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
             run.state, totals = train_epoch(run.state, x_train, y_train, rng.epoch_key(config.seed, epoch))
             totals = parallel.fetch(totals)
             check_finite(config, epoch, totals, run.steps_per_epoch, _last_good(run))
-            event = False
-            if run.method.after_epoch is not None:
-                state, event = run.method.after_epoch(config, epoch, run.state)
-                run.state = parallel.shard_state(state, run.mesh) if event else state
+            event = epoch in run.method.prune_epochs(config)  # checkpointed: the model right after its pruning
             record = epoch_record(run, epoch, totals, parallel.fetch(count_nonzero(run.state.params)), accuracy, tic)
             signum = stop.agreed()
             _finish_epoch(run, record, out, checkpoint=epoch == stop_after or signum is not None or event)
