@@ -17,7 +17,6 @@ of best validation accuracy with its test accuracy.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from absl import app, flags
@@ -68,33 +67,17 @@ def sweep(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
 def grid_sweep(cells: list[config_lib.TrainConfig], grid: str, seeds: tuple[int, ...]) -> None:
     """Trains or reads back every grid point of every cell (over --seeds), selects each cell's point by its mean
     validation accuracy and writes the selected configurations with their accuracies to `<workdir>/table2.md`."""
-    if any(cell.validation_size == 0 for cell in cells):
-        raise ValueError("--grid selects by validation accuracy; set --validation_size above 0")
     root = Path(FLAGS.workdir or "runs/table2")
-    grids = {run_name(cell): methods.grid_configs(cell, grid) for cell in cells}
-    total = sum(map(len, grids.values())) * len(seeds)
-    print(f"{total} runs of grid {grid!r} over {len(grids)} cells and {len(seeds)} seed(s) in {root}")
-    rows = []
-    for cell_name, candidates in grids.items():
-        name = lambda c: grid_point_name(c, grid, len(seeds))  # noqa: E731
-        points = sweep_lib.run_cells(candidates, root / cell_name, seeds, name=name)
-        selected = max(points, key=lambda p: statistics.mean(p.values(lambda r: r["val_accuracy"]["best"])))
-        val = selected.mean_std(lambda r: r["val_accuracy"]["best"])
-        rows.append([*report.table2_row(selected.results), val, grid_point_name(selected.config, grid)])
+    rows = [
+        [
+            *report.table2_row(selected.results),
+            selected.mean_std(lambda r: r["val_accuracy"]["best"]),
+            sweep_lib.grid_point_name(selected.config, grid),
+        ]
+        for selected in sweep_lib.run_grid(cells, grid, root, seeds)
+    ]
     headers = (*report.TABLE2_HEADERS, "val % (best)", f"selected of grid {grid!r}")
     sweep_lib.write_table(root / "table2.md", text.markdown_table(headers, rows))
-
-
-def grid_point_name(config: config_lib.TrainConfig, grid: str, seeds: int = 1) -> str:
-    """A grid point's directory name: its values of the grid's fields, e.g. l1_first2e-06-l1_rest5e-06-dropout0
-    (with `-seed<s>` when the grid runs over several seeds)."""
-    fields = methods.get(config.method).grids[grid].fields
-    name = "-".join(f"{field}{_value_name(getattr(config, field))}" for field in fields)
-    return f"{name}-seed{config.seed}" if seeds > 1 else name
-
-
-def _value_name(value: float | bool) -> str:
-    return str(value) if isinstance(value, bool) else f"{value:g}"
 
 
 def train_one(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:

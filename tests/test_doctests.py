@@ -14,6 +14,7 @@ from blasso_jax.optim import pruning, pruning_transforms
 from blasso_jax.optim import transforms as optim
 from blasso_jax.sparse import export
 from blasso_jax.sparse import inference as sparse
+from blasso_jax.training import selection
 
 
 @pytest.mark.parametrize(
@@ -32,6 +33,7 @@ from blasso_jax.sparse import inference as sparse
         nlgp,
         export,
         sparse,
+        selection,
     ],
     ids=lambda m: m.__name__,
 )

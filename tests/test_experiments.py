@@ -13,6 +13,7 @@ import blasso_jax as bj
 from blasso_jax import methods
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
+from blasso_jax.training import sweep
 from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
 
@@ -84,7 +85,7 @@ def test_table2_grid_selects_each_cell_by_validation_and_resumes(tmp_path, capsy
         best = max(r["val_accuracy"]["best"] for r in runs)
         # Independently: the first grid point (in grid order) whose validation accuracy is the best.
         order = [
-            table2.grid_point_name(c, "small")
+            sweep.grid_point_name(c, "small")
             for c in methods.grid_configs(config_lib.TrainConfig.from_dict(runs[0]["config"]), "small")
         ]
         by_name = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / cell).glob("*/results.json")}

@@ -17,8 +17,11 @@ import numpy as np
 from blasso_jax.analysis import measures as analysis
 from blasso_jax.common import files, parallel, rng
 from blasso_jax.config.train_config import TrainConfig
+from blasso_jax.data.datasets import Dataset
 from blasso_jax.models.counting import FIRST_LAYER, kernel_sizes
 from blasso_jax.training import step, tensorboard
+from blasso_jax.training.run_state import RunState
+from blasso_jax.training.selection import best_by_validation
 
 Accuracy = Callable[[Any, str], "float | None"]
 
@@ -37,7 +40,7 @@ class NonFiniteLossError(RuntimeError):
     """The loss or the gradients became NaN or infinite."""
 
 
-def make_accuracy(config: TrainConfig, mesh: jax.sharding.Mesh, dataset: Any) -> Accuracy:
+def make_accuracy(config: TrainConfig, mesh: jax.sharding.Mesh, dataset: Dataset) -> Accuracy:
     """`(state, 'val' | 'test') -> accuracy`, None for an empty split; the splits stay on device."""
     evaluate = step.make_evaluate(mesh, config.batch_size, dataset.mean, dataset.std, config.compute_dtype)
     splits = {
@@ -59,30 +62,29 @@ def make_accuracy(config: TrainConfig, mesh: jax.sharding.Mesh, dataset: Any) ->
 
 
 def best_record(history: list[dict[str, Any]], first_epoch: int = 1) -> dict[str, Any] | None:
-    """The record of best validation accuracy from `first_epoch` on (the first among equals), or None without
+    """The record of best validation accuracy from `first_epoch` on (the earliest among equals), or None without
     validation. A pruning method starts at its final structure (`Method.selectable_from`): never a denser model."""
-    scored = [r for r in history if r.get("val_accuracy") is not None and r["epoch"] >= first_epoch]
-    return max(scored, key=lambda r: (r["val_accuracy"], -r["epoch"])) if scored else None
+    return best_by_validation([r for r in history if r["epoch"] >= first_epoch], lambda r: r.get("val_accuracy"))
 
 
-def selectable(run: Any, epoch: int) -> bool:
+def selectable(run: RunState, epoch: int) -> bool:
     """Whether `epoch`'s model may be selected: a pruning method's denser epochs never are."""
-    return epoch >= run.method.selectable_from(run.config)
+    return epoch >= run.first_selectable
 
 
-def selected_record(run: Any) -> dict[str, Any] | None:
+def selected_record(run: RunState) -> dict[str, Any] | None:
     """The record that selection by validation picks among the run's selectable epochs."""
-    return best_record(run.history, run.method.selectable_from(run.config))
+    return best_record(run.history, run.first_selectable)
 
 
-def is_new_best(run: Any, epoch: int, val: float | None) -> bool:
+def is_new_best(run: RunState, epoch: int, val: float | None) -> bool:
     """Whether validation accuracy `val` at `epoch` beats every selectable epoch so far."""
     best = selected_record(run)
     return val is not None and selectable(run, epoch) and (best is None or val > best["val_accuracy"])
 
 
 def epoch_record(
-    run: Any, epoch: int, totals: step.EpochTotals | None, nonzero: dict, accuracy: Accuracy, tic: float
+    run: RunState, epoch: int, totals: step.EpochTotals | None, nonzero: dict, accuracy: Accuracy, tic: float
 ) -> dict[str, Any]:
     """The metrics line of one epoch: losses, accuracies (test when due or at a new best), non-zeros, lr, time.
 
@@ -116,7 +118,7 @@ def epoch_record(
     return record
 
 
-def locality_summary(kernel: Any, dataset: Any, seed: int) -> dict[str, Any]:
+def locality_summary(kernel: Any, dataset: Dataset, seed: int) -> dict[str, Any]:
     """Locality of a dense first layer's units on the dataset's geometry (`analysis.first_layer_locality`, its
     permutation null drawn from the seed's own stream), summarised; NaN as None for JSON."""
     key = rng.child(jax.random.key(seed), "locality")

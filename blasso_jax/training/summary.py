@@ -16,6 +16,7 @@ from blasso_jax.models.counting import kernel_sizes
 from blasso_jax.sparse import export
 from blasso_jax.training.checkpoints import tree_bytes
 from blasso_jax.training.records import selected_record
+from blasso_jax.training.run_state import RunState
 from blasso_jax.training.rundir import git_commit
 
 
@@ -41,7 +42,7 @@ def host(load_at_start: tuple[float, float, float]) -> dict[str, Any]:
     }
 
 
-def summarise(run: Any, wall_seconds: float, load_at_start: tuple[float, float, float]) -> dict[str, Any]:
+def summarise(run: RunState, wall_seconds: float, load_at_start: tuple[float, float, float]) -> dict[str, Any]:
     """Writes `sparse_params.npz` and `results.json` of the finished `run` and returns the results."""
     workdir, final = run.workdir, run.history[-1]
     best = selected_record(run)

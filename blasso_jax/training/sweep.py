@@ -5,6 +5,7 @@ through `run_cells`, so each takes `--seeds` and reports mean ± std over them."
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,10 @@ from typing import Any
 from blasso_jax.common import files
 from blasso_jax.common.text import mean_std
 from blasso_jax.config.train_config import TrainConfig
+from blasso_jax.methods.registry import get, grid_configs
 from blasso_jax.methods.runs import run_name, validate
 from blasso_jax.training import train
+from blasso_jax.training.selection import best_by_validation
 
 Results = dict[str, Any]
 
@@ -86,6 +89,38 @@ def run_cells(
         results = tuple(train.run_once(config, workdir) for config, workdir in zip(row, workdirs))
         done.append(CellRuns(row[0], results, workdirs))
     return done
+
+
+def run_grid(cells: Sequence[TrainConfig], grid: str, root: Path, seeds: Sequence[int]) -> list[CellRuns]:
+    """Trains (or reads back, or resumes) every point of each cell's method grid `grid` (`methods.grid_configs`) at
+    every seed, in `root / run_name(cell) / grid_point_name(point)`, and returns each cell's point of best mean
+    validation accuracy over the seeds (`selection.best_by_validation`)."""
+    if any(cell.validation_size == 0 for cell in cells):
+        raise ValueError("--grid selects by validation accuracy; set --validation_size above 0")
+    grids = {run_name(cell): grid_configs(cell, grid) for cell in cells}
+    total = sum(map(len, grids.values())) * len(seeds)
+    print(f"{total} runs of grid {grid!r} over {len(grids)} cells and {len(seeds)} seed(s) in {root}")
+    selected = []
+    for cell_name, candidates in grids.items():
+        points = run_cells(candidates, root / cell_name, seeds, name=lambda c: grid_point_name(c, grid, len(seeds)))
+        selected.append(best_by_validation(points, lambda p: statistics.mean(p.values(_best_validation))))
+    return selected
+
+
+def _best_validation(results: Results) -> float | None:
+    return results["val_accuracy"]["best"]
+
+
+def grid_point_name(config: TrainConfig, grid: str, seeds: int = 1) -> str:
+    """A grid point's directory name: its values of the grid's fields, e.g. l1_first2e-06-l1_rest5e-06-dropout0
+    (with `-seed<s>` when the grid runs over several seeds)."""
+    fields = get(config.method).grids[grid].fields
+    name = "-".join(f"{field}{_value_name(getattr(config, field))}" for field in fields)
+    return f"{name}-seed{config.seed}" if seeds > 1 else name
+
+
+def _value_name(value: float | bool) -> str:
+    return str(value) if isinstance(value, bool) else f"{value:g}"
 
 
 def write_table(path: Path, table: str, *extra: Path) -> None:

@@ -13,12 +13,11 @@ checkpoint is written, and `--resume` continues after the newest intact checkpoi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import jax
 import numpy as np
@@ -34,27 +33,10 @@ from blasso_jax.models.counting import kernel_sizes, nonzero_counts
 from blasso_jax.training import rundir
 from blasso_jax.training.checkpoints import Checkpoints, checkpointed_tree, latest_epoch, tree_bytes
 from blasso_jax.training.records import EpochLog, check_finite, epoch_record, is_new_best, make_accuracy, selectable
+from blasso_jax.training.run_state import RunState
 from blasso_jax.training.rundir import WorkdirError
-from blasso_jax.training.step import TrainState, create_train_state, make_train_epoch
+from blasso_jax.training.step import create_train_state, make_train_epoch
 from blasso_jax.training.summary import summarise
-
-
-@dataclasses.dataclass
-class _Run:
-    """What the steps of one run share: its inputs, state, history, checkpoints and the workdir lock."""
-
-    config: TrainConfig
-    method: methods.Method
-    workdir: Path
-    dataset: data_lib.Dataset
-    policy: str
-    steps_per_epoch: int
-    mesh: jax.sharding.Mesh
-    state: TrainState
-    checkpoints: Checkpoints
-    lock: IO[str] | None
-    done: int = 0  # the last epoch trained (restored from a checkpoint when resumed)
-    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def train_and_evaluate(
@@ -137,7 +119,7 @@ def _record_run_info(workdir: Path, config: TrainConfig, dataset: data_lib.Datas
 
 def _start(
     config: TrainConfig, workdir: str | os.PathLike, *, resume: bool, overwrite: bool, stop_after: int | None
-) -> _Run:
+) -> RunState:
     """Checks every input and builds the initial state (and the method's start), then creates and locks the
     workdir and, with `resume`, restores the newest intact checkpoint and the metrics up to it."""
     validate(config, jax.device_count())
@@ -171,7 +153,7 @@ def _start(
         _record_run_info(workdir, config, dataset, policy)
     parallel.sync("workdir created")
     checkpoints = Checkpoints(workdir, config.keep_checkpoints)
-    run = _Run(config, method, workdir, dataset, policy, steps_per_epoch, mesh, state, checkpoints, lock)
+    run = RunState(config, method, workdir, dataset, policy, steps_per_epoch, mesh, state, checkpoints, lock)
     _log_start(run)
     if resume:
         _restore(run)
@@ -187,7 +169,7 @@ def _source(method: methods.Method, config: TrainConfig) -> dict[str, Any] | Non
     return {"model": source_config.model, **variables}
 
 
-def _restore(run: _Run) -> None:
+def _restore(run: RunState) -> None:
     """The newest intact checkpoint into `run.state` and the metrics lines up to it into `run.history` (later
     lines, from epochs trained after that checkpoint, are dropped from metrics.jsonl)."""
     if latest_epoch(run.workdir) is None:
@@ -202,7 +184,7 @@ def _restore(run: _Run) -> None:
         files.write_jsonl(run.workdir / "metrics.jsonl", run.history)
 
 
-def _log_start(run: _Run) -> None:
+def _log_start(run: RunState) -> None:
     config, dataset = run.config, run.dataset
     log(
         f"{config.model} α={config.alpha} on {dataset.name} ({len(dataset.x_train)} train / "
@@ -216,7 +198,7 @@ def _log_start(run: _Run) -> None:
     )
 
 
-def _train_epochs(run: _Run, stop_after: int | None) -> bool:
+def _train_epochs(run: RunState, stop_after: int | None) -> bool:
     """Trains from the epoch after `run.done` to the end (or `stop_after`); True when the run is complete."""
     config, dataset = run.config, run.dataset
     # The training set split by rows over "data": each device holds 1/D of it.
@@ -254,11 +236,11 @@ def _train_epochs(run: _Run, stop_after: int | None) -> bool:
     return True
 
 
-def _last_good(run: _Run) -> str:
+def _last_good(run: RunState) -> str:
     return f"epoch {latest_epoch(run.workdir)} in {run.workdir / 'checkpoints'}"
 
 
-def _finish_epoch(run: _Run, record: dict, out: EpochLog, checkpoint: bool) -> None:
+def _finish_epoch(run: RunState, record: dict, out: EpochLog, checkpoint: bool) -> None:
     """Appends the epoch's record, then checkpoints it when due, asked (`checkpoint`) or the best so far."""
     config, epoch = run.config, record["epoch"]
     new_best = is_new_best(run, epoch, record["val_accuracy"])
@@ -268,7 +250,7 @@ def _finish_epoch(run: _Run, record: dict, out: EpochLog, checkpoint: bool) -> N
         run.checkpoints.save(epoch, run.state, rank)
 
 
-def _append(run: _Run, record: dict, out: EpochLog) -> None:
+def _append(run: RunState, record: dict, out: EpochLog) -> None:
     """The epoch's line to metrics.jsonl (and TensorBoard) and to the run's history."""
     out.write(record, run.state.params)
     run.history.append(record)
@@ -290,10 +272,3 @@ def run_once(config: TrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
         return results
     resume = latest_epoch(workdir) is not None
     return train_and_evaluate(config, workdir, resume=resume, overwrite=not resume)
-
-
-def best_by_validation(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The results of best validation accuracy, the first among equals: the paper's model selection."""
-    if any(r["val_accuracy"]["best"] is None for r in results):
-        raise ValueError("selection by validation accuracy needs a validation split; set validation_size above 0")
-    return max(results, key=lambda r: r["val_accuracy"]["best"])
