@@ -13,6 +13,7 @@ import blasso_jax as bj
 from blasso_jax import methods
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
+from blasso_jax.reporting import ladders
 from blasso_jax.training import sweep
 from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
@@ -269,23 +270,23 @@ def test_fig2_trains_each_model_and_alpha_once(tmp_path, capsys):
 
 
 def test_fig2_mdl_takes_the_fewest_weights_that_fit_and_the_best_test_accuracy():
-    rung = fig2.Rung
+    rung = ladders.Rung
     s_conv = [rung(4, 1600, 1.0, 0.58), rung(1, 100, 0.8, 0.5), rung(2, 400, 0.995, 0.6)]
-    assert fig2.smallest_fitting(s_conv, 0.99) == 400
-    assert fig2.smallest_fitting(s_conv, 0.999) == 1600
-    assert fig2.smallest_fitting(s_conv, 0.8) == 100  # reaching the threshold is enough
-    assert fig2.smallest_fitting(s_conv, 1.0) == 1600
-    assert fig2.smallest_fitting(s_conv[1:2], 0.99) is None
-    assert fig2.smallest_fitting([], 0.99) is None
+    assert ladders.smallest_fitting(s_conv, 0.99) == 400
+    assert ladders.smallest_fitting(s_conv, 0.999) == 1600
+    assert ladders.smallest_fitting(s_conv, 0.8) == 100  # reaching the threshold is enough
+    assert ladders.smallest_fitting(s_conv, 1.0) == 1600
+    assert ladders.smallest_fitting(s_conv[1:2], 0.99) is None
+    assert ladders.smallest_fitting([], 0.99) is None
     never_fits = [rung(1, 300, 0.9, 0.4), rung(2, 1200, 0.95, 0.45)]
-    assert fig2.mdl_points({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == {"s-conv": (400, 0.6)}
-    assert fig2.order_verdict({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == (
+    assert ladders.mdl_points({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == {"s-conv": (400, 0.6)}
+    assert ladders.order_verdict({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == (
         "paper's order s-conv, 3-fc: fewest weights reaching 99% train undetermined (3-fc never reach 99% train); "
         "best test accuracy holds"
     )
     fits_smaller = [rung(1, 300, 1.0, 0.4)]
-    assert fig2.order_verdict({"3-fc": fits_smaller, "s-conv": s_conv}, 0.99) == (
+    assert ladders.order_verdict({"3-fc": fits_smaller, "s-conv": s_conv}, 0.99) == (
         "paper's order s-conv, 3-fc: fewest weights reaching 99% train does not hold (measured 3-fc, s-conv); "
         "best test accuracy holds"
     )
-    assert fig2.order_verdict({"s-conv": s_conv}, 0.99).startswith("paper's order: not compared")
+    assert ladders.order_verdict({"s-conv": s_conv}, 0.99).startswith("paper's order: not compared")
