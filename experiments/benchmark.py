@@ -32,7 +32,6 @@ defaults to a small value too.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 from absl import app, flags
@@ -57,12 +56,7 @@ train_flags.define_once(flags.DEFINE_float, "device_gb", 80.0, "device memory of
 train_flags.define_once(flags.DEFINE_bool, "augment_only", False, "time each augmentation of one batch, side by side")
 train_flags.define_once(flags.DEFINE_integer, "rounds", 50, "rounds of --augment_only (each policy once per round)")
 train_flags.define_once(flags.DEFINE_bool, "sparse", False, "time sparse vs dense S-FC inference and file sizes")
-train_flags.define_once(
-    flags.DEFINE_bool,
-    "crossover",
-    False,
-    "with --sparse: time S-FC's first layer alone, gather vs dense (the thresholds)",
-)
+train_flags.define_once(flags.DEFINE_bool, "crossover", False, "--sparse: S-FC's first layer alone, gather vs dense")
 train_flags.define_once(flags.DEFINE_list, "densities", ["0.003", "0.03", "0.3"], "--sparse: first-layer densities")
 train_flags.define_once(flags.DEFINE_list, "sparse_alphas", ["1", "4"], "--sparse: S-FC widths α")
 train_flags.define_once(flags.DEFINE_list, "batch_sizes", ["1", "512"], "--sparse: inference batch sizes")
@@ -70,58 +64,17 @@ train_flags.define_shared_flags("out", "runs")
 FLAGS = flags.FLAGS
 
 
-def fit_table() -> str:
-    """A markdown table: the largest α of S-FC and D-FC that fits one device, per model-parallel width K."""
-    widths = (1, 2, 4, 8)
-    config = train_flags.config_from_flags()
-    shape = {"image_shape": tuple(int(d) for d in FLAGS.image_shape), "num_classes": FLAGS.num_classes}
-    lines = [
-        f"| model ({config.precision}, batch {config.batch_size}) | " + " | ".join(f"K={k}" for k in widths) + " |",
-        "| --- |" + " --- |" * len(widths),
-    ]
-    for model in ("s-fc", "d-fc"):
-        cells = []
-        for k in widths:
-            alpha = benchmark.largest_alpha(config.replace(model=model), k, FLAGS.device_gb * 1e9, **shape)
-            gb = (
-                benchmark.training_bytes_per_device(config.replace(model=model, alpha=alpha), k, **shape)["total"] / 1e9
-            )
-            cells.append(f"α={alpha} ({gb:.1f} GB)")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def sparse_table() -> None:
-    """Prints (and with --out writes as JSON) the sparse inference and file-size benchmark, or with --crossover
-    the first layer's gather-vs-dense ratios."""
-    if FLAGS.runs:
-        rows = [
-            row
-            for run in FLAGS.runs
-            for row in sparse_benchmark.time_export(
-                Path(run) / "sparse_params.npz", [int(b) for b in FLAGS.batch_sizes]
-            )
-        ]
-        print(sparse_benchmark.export_markdown(rows))
-        if FLAGS.out:
-            files.atomic_write_json(FLAGS.out, rows)
-        return
-    if FLAGS.crossover:
-        rows = sparse_benchmark.layer_crossover(
-            [int(a) for a in FLAGS.sparse_alphas],
-            [_density(d) for d in FLAGS.densities],
-            [int(b) for b in FLAGS.batch_sizes],
-        )
-        print(sparse_benchmark.crossover_markdown(rows))
-        if FLAGS.out:
-            files.atomic_write_json(FLAGS.out, rows)
-        return
-    report = sparse_benchmark.run(
+    """Prints (and with --out writes as JSON) the sparse inference and file-size benchmark, the exports of --runs,
+    or with --crossover the first layer's gather-vs-dense ratios."""
+    table, report = sparse_benchmark.tables(
+        FLAGS.runs or (),
+        crossover=FLAGS.crossover,
         alphas=[int(a) for a in FLAGS.sparse_alphas],
         densities=[_density(d) for d in FLAGS.densities],
         batch_sizes=[int(b) for b in FLAGS.batch_sizes],
     )
-    print(sparse_benchmark.markdown(report))
+    print(table)
     if FLAGS.out:
         files.atomic_write_json(FLAGS.out, report)
 
@@ -135,7 +88,8 @@ def _density(text: str) -> float:
 
 def body() -> None:
     if FLAGS.fit_table:
-        print(fit_table())
+        shape = {"image_shape": tuple(int(d) for d in FLAGS.image_shape), "num_classes": FLAGS.num_classes}
+        print(benchmark.fit_table(train_flags.config_from_flags(), FLAGS.device_gb * 1e9, **shape))
         return
     if FLAGS.sparse:
         sparse_table()

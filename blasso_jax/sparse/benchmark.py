@@ -278,3 +278,24 @@ def markdown(report: dict[str, list[dict[str, Any]]]) -> str:
             f"{row['orbax'] / row['sparse_export']:.1f}× |"
         )
     return "\n".join(lines)
+
+
+def tables(
+    runs: Sequence[str | Path] = (),
+    *,
+    crossover: bool = False,
+    alphas: Sequence[int] = (1, 4),
+    densities: Sequence[float] = (0.003, 0.03, 0.3),
+    batch_sizes: Sequence[int] = (1, 512),
+) -> tuple[str, Any]:
+    """What `experiments.benchmark --sparse` prints and writes, `(markdown, report)`: the exports of finished `runs`
+    timed, or with `crossover` the first layer's gather-vs-dense ratios, or else the inference and file-size
+    benchmark (`run`)."""
+    if runs:
+        rows = [row for path in runs for row in time_export(Path(path) / "sparse_params.npz", batch_sizes)]
+        return export_markdown(rows), rows
+    if crossover:
+        rows = layer_crossover(alphas, densities, batch_sizes)
+        return crossover_markdown(rows), rows
+    report = run(alphas=alphas, densities=densities, batch_sizes=batch_sizes)
+    return markdown(report), report

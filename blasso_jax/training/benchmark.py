@@ -160,6 +160,22 @@ def largest_alpha(config: TrainConfig, model_parallel: int, device_bytes: float 
     return low
 
 
+def fit_table(config: TrainConfig, device_bytes: float, widths: Sequence[int] = (1, 2, 4, 8), **shape: Any) -> str:
+    """A markdown table: the largest α of S-FC and D-FC whose training fits one device, per model-parallel width K."""
+    lines = [
+        f"| model ({config.precision}, batch {config.batch_size}) | " + " | ".join(f"K={k}" for k in widths) + " |",
+        "| --- |" + " --- |" * len(widths),
+    ]
+    for model in ("s-fc", "d-fc"):
+        cells = []
+        for k in widths:
+            alpha = largest_alpha(config.replace(model=model), k, device_bytes, **shape)
+            total = training_bytes_per_device(config.replace(model=model, alpha=alpha), k, **shape)["total"]
+            cells.append(f"α={alpha} ({total / 1e9:.1f} GB)")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def matmul_tflops(dtype: Any, size: int, repeats: int = 10) -> float:
     """Achieved TFLOP/s of a size³ matmul in `dtype` on the default device: the card's practical peak."""
     key_a, key_b = jax.random.split(jax.random.key(0))
