@@ -16,11 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from blasso_jax.analysis import filters
 from blasso_jax.analysis import measures as analysis
+from blasso_jax.common import files
 from blasso_jax.data import augment
+from blasso_jax.methods import registry as methods
 from blasso_jax.models.counting import FIRST_LAYER
-from blasso_jax.reporting import report
-from blasso_jax.training import rundir
+from blasso_jax.reporting import figures, report
+from blasso_jax.training import rundir, train
 
 
 def best_windows(kernel: Any, image_shape: tuple[int, int, int], window: int) -> np.ndarray:
@@ -123,3 +126,46 @@ def _unit_ratios(locality: dict[str, Any]) -> list[float]:
     """Per-unit share / permutation-null ratios of the units the summary counts, for histograms."""
     ratio = np.asarray(locality.get("ratio", []), np.float64)
     return [round(float(r), 4) for r in ratio[np.isfinite(ratio)]]
+
+
+def write_run(run_dir: Path, out: Path, window: int = 9) -> dict:
+    """The evidence JSON of one finished run (`run_evidence`, its dataset loaded as the run loaded it), written to
+    `<out>/<run directory name>.json`, with one line printed."""
+    if not (run_dir / "results.json").is_file():
+        raise ValueError(f"{run_dir} holds no finished run (results.json)")
+    config, _ = rundir.read_run_info(run_dir)
+    record = run_evidence(run_dir, train.load_data(config), window)
+    record["label"] = methods.get(config.method).label(config)
+    files.atomic_write_json(out / f"{run_dir.name}.json", record)
+    locality = record["locality"]
+    print(
+        f"{run_dir.name}: test {100 * record['test_accuracy']['best']:.2f} % (best val); ratio median "
+        f"{locality['ratio_median']:.2f}, {locality['ratio_ge2_fraction']:.2f} of units >= 2; radius "
+        f"{locality['radius_median']:.1f} px; cropped {100 * record['final_test_accuracy_window_cropped']:.2f} % "
+        f"of {100 * record['final_test_accuracy_uncropped']:.2f} %"
+    )
+    return record
+
+
+def write_kernel(run_dir: Path, out: Path) -> None:
+    """The run's final first-layer kernel as `<out>/layer1.npz` (key `kernel`, `[H*W*C, units]`, float16)."""
+    kernel = np.asarray(rundir.load_run(run_dir)[2]["params"][FIRST_LAYER]["kernel"], np.float16)
+    files.atomic_write(out / "layer1.npz", lambda f: np.savez_compressed(f, kernel=kernel))
+    print(f"layer1: {out / 'layer1.npz'} ({kernel.shape}, from {run_dir})")
+
+
+def write_figure4(run_dirs: list[Path], path: str, window: int = 9) -> None:
+    """The 64 most local units (highest share ÷ own permutation null) of each run's first layer, side by side."""
+    panels, chosen = {}, {}
+    for run_dir in run_dirs:
+        config, dataset = rundir.read_run_info(run_dir)
+        shape = tuple(dataset["image_shape"])
+        kernel = np.asarray(rundir.load_run(run_dir)[2]["params"][FIRST_LAYER]["kernel"])
+        ratio = np.asarray(analysis.locality(kernel, shape, window=window)["ratio"], np.float64)
+        order = np.argsort(-np.nan_to_num(ratio, nan=-np.inf), kind="stable")
+        label = f"{methods.get(config.method).label(config)} ({run_dir.name})"
+        panels[label] = filters.fc_filters_as_images(kernel, shape)
+        caption = f"its 64 most local units, ratio {ratio[order[0]]:.2f} to {ratio[order[63]]:.2f}"
+        chosen[label] = (order[:64], caption)
+    figure = figures.plot_filters(panels, shape, k=64, chosen_units=chosen)
+    print(f"figure 4: {', '.join(map(str, figures.save_figure(figure, path)))}")
