@@ -26,8 +26,8 @@ from absl import app, flags
 
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.methods.runs import run_name
-from blasso_jax.reporting import figures
 from blasso_jax.reporting import ladders as ladders_lib
+from blasso_jax.reporting import style
 from blasso_jax.training import sweep
 from experiments import flags as train_flags
 
@@ -63,7 +63,7 @@ def body() -> None:
     done = sweep.run_cells(cells(config), root, seeds, name=lambda c: f"alpha{c.alpha}/{run_name(c)}")
     ladders, table = ladders_lib.ladders_and_table(done)
     figure = ladders_lib.plot_ladders(ladders, FLAGS.fit_accuracy)
-    sweep.write_table(root / "fig2.md", table, *figures.save_figure(figure, FLAGS.out or str(root / "fig2")))
+    sweep.write_table(root / "fig2.md", table, *style.save_figure(figure, FLAGS.out or str(root / "fig2")))
     for dataset, by_model in ladders.items():
         print(f"{dataset}: {ladders_lib.order_verdict(by_model, FLAGS.fit_accuracy)}")
 

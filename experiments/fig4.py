@@ -19,7 +19,7 @@ from blasso_jax.analysis import filters
 from blasso_jax.analysis import measures as analysis
 from blasso_jax.models.counting import FIRST_LAYER
 from blasso_jax.models.networks import layer_specs
-from blasso_jax.reporting import figures
+from blasso_jax.reporting import figures, style
 from blasso_jax.training import rundir
 from experiments import flags as train_flags
 
@@ -89,7 +89,7 @@ def body() -> None:
         summary = analysis.locality(kernel, image_shape, window=local.kernel_size)["summary"]
         print(describe(title, summary))
     fig = figures.plot_filters(panels, image_shape, k=FLAGS.k, seed=FLAGS.draw_seed)
-    paths = figures.save_figure(fig, FLAGS.out or "figures/fig4")
+    paths = style.save_figure(fig, FLAGS.out or "figures/fig4")
     print(f"figure: {', '.join(map(str, paths))}")
 
 

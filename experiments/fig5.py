@@ -20,7 +20,7 @@ from blasso_jax.common import text
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.methods import registry as methods
 from blasso_jax.models.networks import MODELS, layer_weights
-from blasso_jax.reporting import figures, report, scaling_figures
+from blasso_jax.reporting import report, scaling_figures, style
 from blasso_jax.training import sweep
 from experiments import flags as train_flags
 
@@ -65,7 +65,7 @@ def body() -> None:
         best = cell.mean_std(lambda r: r["test_accuracy"]["best"])
         rows.append([dataset, cell.config.kernel_size, label, cell.config.epochs, best])
     table = text.markdown_table(("dataset", "kernel", "method", "epochs", "test % (best val)"), rows)
-    paths = figures.save_figure(scaling_figures.plot_kernel_sizes(accuracy), FLAGS.out or str(root / "fig5"))
+    paths = style.save_figure(scaling_figures.plot_kernel_sizes(accuracy), FLAGS.out or str(root / "fig5"))
     sweep.write_table(root / "fig5.md", table, *paths)
 
 

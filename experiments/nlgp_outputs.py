@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 
 from blasso_jax.data.geometry import Geometry
-from blasso_jax.reporting import figures as figures_lib
-from blasso_jax.reporting import nlgp_figures, rendered_docs
+from blasso_jax.reporting import nlgp_figures, rendered_docs, style
 from blasso_jax.reporting.nlgp_tables import KIND_LABELS
 from blasso_jax.training import sweep
 
@@ -70,11 +69,11 @@ def draw_figures(
         panels[f"{_label(record)}, seed 0\nratio {ratio:.2f}, IPR {ipr:.2f}"] = np.array(record["first_layer_kernel"])
     columns = len({g[0]["arm"] for g in main})
     fields = nlgp_figures.plot_receptive_fields(panels, geometry, columns=columns)
-    figures_lib.save_figure(fields, out / "nlgp_receptive_fields")
+    style.save_figure(fields, out / "nlgp_receptive_fields")
     curves = {_label(g[0]): [r["curve"] for r in g] for g in main}
     styles = {_label(g[0]): _style(g[0]) for g in groups}
-    figures_lib.save_figure(nlgp_figures.plot_locality_curves(curves, styles), out / "nlgp_locality_curves")
+    style.save_figure(nlgp_figures.plot_locality_curves(curves, styles), out / "nlgp_locality_curves")
     points: dict[str, dict[float, list[dict]]] = {}
     for group in (g for g in groups if g[0]["arm"] in sweep_arms):
         points.setdefault(_label(group[0]), {})[group[0]["gain"]] = [r["locality"] for r in group]
-    figures_lib.save_figure(nlgp_figures.plot_gain_sweep(points, styles), out / "nlgp_gain_sweep")
+    style.save_figure(nlgp_figures.plot_gain_sweep(points, styles), out / "nlgp_gain_sweep")

@@ -11,7 +11,7 @@ from blasso_jax.analysis import filters
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.methods import registry as methods
-from blasso_jax.reporting import figures
+from blasso_jax.reporting import figures, style
 from blasso_jax.training import checkpoints, step, train
 from experiments import fig3, fig4
 
@@ -81,7 +81,7 @@ def test_plot_nonzeros_draws_a_panel_per_layer_and_only_the_references_it_has(tm
     assert [ax.get_title() for ax in fig.axes] == ["layer1", "layer2", "layer3"]
     assert [len(lines_with_data(ax)) for ax in fig.axes] == [4, 3, 2]  # runs + references per layer
     assert all(ax.get_yscale() == "log" for ax in fig.axes)
-    paths = figures.save_figure(fig, tmp_path / "out" / "fig3")
+    paths = style.save_figure(fig, tmp_path / "out" / "fig3")
     assert [p.name for p in paths] == ["fig3.png", "fig3.pdf"]
     assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")
     with pytest.raises(ValueError, match="nonzero_per_layer"):
@@ -108,7 +108,7 @@ def test_plot_filters_draws_k_eligible_filters_per_panel(tmp_path):
     assert titles == [[ax.get_title() for ax in sub.axes] for sub in again.subfigs]  # the seed fixes the draw
     gray_fig = figures.plot_filters({"gray": gray}, (8, 8, 1), k=3, seed=1)
     assert sum(len(ax.images) for ax in gray_fig.axes) == 3
-    paths = figures.save_figure(fig, tmp_path / "fig4")
+    paths = style.save_figure(fig, tmp_path / "fig4")
     assert all(p.stat().st_size > 0 for p in paths)
     with pytest.raises(ValueError, match="1 or 3 input channels"):
         figures.plot_filters({"x": rng.standard_normal((4, 8, 8, 2))}, (8, 8, 2))
@@ -123,7 +123,7 @@ def test_plot_locality_draws_window_share_and_radius_on_honest_axes(tmp_path):
     np.testing.assert_allclose(lines_with_data(share_ax)[1].get_ydata(), [0.1, 0.11, 0.12, 0.13])
     assert share_ax.get_ylim() == (0, 1)
     assert radius_ax.get_ylim() == pytest.approx((0, 16 * 2**0.5))  # the half diagonal of a 32x32 image
-    assert all(p.stat().st_size > 0 for p in figures.save_figure(fig, tmp_path / "locality"))
+    assert all(p.stat().st_size > 0 for p in style.save_figure(fig, tmp_path / "locality"))
     with pytest.raises(ValueError, match="locality"):
         figures.plot_locality({"a": metrics(2, 10)}, (32, 32, 3))
 

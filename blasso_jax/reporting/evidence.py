@@ -22,7 +22,7 @@ from blasso_jax.common import files
 from blasso_jax.data import augment
 from blasso_jax.methods import registry as methods
 from blasso_jax.models.counting import FIRST_LAYER
-from blasso_jax.reporting import figures, report
+from blasso_jax.reporting import figures, report, style
 from blasso_jax.training import rundir, train
 
 
@@ -168,4 +168,4 @@ def write_figure4(run_dirs: list[Path], path: str, window: int = 9) -> None:
         caption = f"its 64 most local units, ratio {ratio[order[0]]:.2f} to {ratio[order[63]]:.2f}"
         chosen[label] = (order[:64], caption)
     figure = figures.plot_filters(panels, shape, k=64, chosen_units=chosen)
-    print(f"figure 4: {', '.join(map(str, figures.save_figure(figure, path)))}")
+    print(f"figure 4: {', '.join(map(str, style.save_figure(figure, path)))}")

@@ -1,25 +1,21 @@
 """The paper's Figures 3 and 4, and the locality of first-layer filters over training, as matplotlib Figures
 (Figures 1, 2 and 5, model sizes and accuracies against them, are in `blasso_jax.reporting.scaling_figures`).
 
-Figures are built with `matplotlib.figure.Figure` directly, never through pyplot, so importing or
-calling this module selects no backend and keeps no global figure state. `save_figure` writes
-PNG and PDF atomically.
+Figures are built in the one style of `blasso_jax.reporting.style` (no pyplot, no backend, no global state);
+`style.save_figure` writes them as PNG and PDF.
 """
 
 from __future__ import annotations
 
-import io as _bytes_io
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from blasso_jax.analysis.filters import FILTER_NORMALISATION, normalised_filters
-from blasso_jax.common import files
 from blasso_jax.models import networks as models
+from blasso_jax.reporting.style import GRID, REFERENCE, figure_legend, new_figure, panels
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,25 +23,6 @@ if TYPE_CHECKING:
 # Figure 3's reference models: the label on the plot and the model whose kernel sizes it shows.
 REFERENCE_MODELS = {"S-CONV": "s-conv", "S-LOCAL": "s-local", "dense": "s-fc"}
 _REFERENCE_COLORS = ("black", "tab:gray", "tab:brown", "tab:olive", "tab:cyan")
-
-
-def new_figure(**kwargs: Any) -> Figure:
-    """A matplotlib Figure with constrained layout, made without pyplot (no backend, no global state)."""
-    from matplotlib.figure import Figure
-
-    return Figure(layout="constrained", **kwargs)
-
-
-def save_figure(fig: Figure, path_without_suffix: str | os.PathLike, *, dpi: int = 150) -> list[Path]:
-    """Writes `fig` as `<path>.png` and `<path>.pdf`, each atomically; returns the two paths."""
-    paths = []
-    for fmt in ("png", "pdf"):
-        path = Path(f"{os.fspath(path_without_suffix)}.{fmt}")
-        buffer = _bytes_io.BytesIO()
-        fig.savefig(buffer, format=fmt, dpi=dpi)
-        files.atomic_write_bytes(path, buffer.getvalue())
-        paths.append(path)
-    return paths
 
 
 def reference_counts(
@@ -80,18 +57,6 @@ def _layer_names(runs: dict[str, list[dict]]) -> list[str]:
     return names
 
 
-def figure_legend(fig: Figure, axes: Sequence[Any], max_columns: int = 6) -> None:
-    """One legend for the figure, each label once, below the panels, in at most `max_columns` columns."""
-    entries: dict[str, Any] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            entries.setdefault(label, handle)
-    if entries:
-        fig.legend(
-            list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), max_columns)
-        )
-
-
 def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, float]]) -> Figure:
     """Figure 3: non-zero weights per layer against epoch, one panel per layer and one curve per run.
 
@@ -101,8 +66,7 @@ def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, f
     layers = _layer_names(runs)
     if not layers:
         raise ValueError(f"no metrics record of runs {sorted(runs)} has 'nonzero_per_layer'; nothing to plot")
-    fig = new_figure(figsize=(4.2 * len(layers), 3.8))
-    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    fig, axes = panels(len(layers))
     colors: dict[str, str] = {}  # one colour per reference model, whatever its class count
     for ax, layer in zip(axes, layers):
         levels = []
@@ -117,7 +81,7 @@ def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, f
         for name, per_layer in references.items():
             color = colors.setdefault(name.split(",")[0], _REFERENCE_COLORS[len(colors) % len(_REFERENCE_COLORS)])
             if layer in per_layer:
-                ax.axhline(per_layer[layer], linestyle="--", linewidth=1, color=color, label=name)
+                ax.axhline(per_layer[layer], **{**REFERENCE, "color": color}, label=name)
                 levels.append(per_layer[layer])
         ax.set_yscale("log", nonpositive="mask")
         positive = [level for level in levels if level > 0]
@@ -125,7 +89,7 @@ def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, f
             ax.set_ylim(min(positive) / 2, max(positive) * 2)
         ax.set_title(layer)
         ax.set_xlabel("epoch")
-        ax.grid(True, which="major", alpha=0.3)
+        ax.grid(True, which="major", **GRID)
     axes[0].set_ylabel("non-zero weights")
     figure_legend(fig, axes)
     return fig
@@ -222,8 +186,8 @@ def plot_locality(runs: dict[str, list[dict]], image_shape: Sequence[int]) -> Fi
     if not plotted:
         raise ValueError(f"no metrics record of runs {sorted(runs)} has a 'locality' dict; nothing to plot")
     share_ax.plot([], [], linestyle=":", color="gray", label="same weights, pixels shuffled")
-    share_ax.axhline(chance["window_share"], linestyle="--", linewidth=1, color="black", label="dense random filters")
-    radius_ax.axhline(chance["radius"], linestyle="--", linewidth=1, color="black", label="dense random filters")
+    share_ax.axhline(chance["window_share"], **REFERENCE, label="dense random filters")
+    radius_ax.axhline(chance["radius"], **REFERENCE, label="dense random filters")
     window = summaries[-1][1]["window"]
     share_ax.set(ylim=(0, 1), ylabel=f"median best {window}×{window}-window share of |w|")
     radius_ax.set(
@@ -232,7 +196,7 @@ def plot_locality(runs: dict[str, list[dict]], image_shape: Sequence[int]) -> Fi
     )
     for ax in (share_ax, radius_ax):
         ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
+        ax.grid(True, **GRID)
     figure_legend(fig, (share_ax, radius_ax), max_columns=3)
     return fig
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from blasso_jax.models.counting import FIRST_LAYER
-from blasso_jax.reporting import figures
+from blasso_jax.reporting import style
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +76,7 @@ def plot_frontier(records: Sequence[dict], path_without_suffix: str | Path, titl
     one point per cell with ±std bars over its seeds (a single-seed cell, e.g. a grid point, has none)."""
     all_cells = cells(records)
     reference = tuned_reference(all_cells)
-    fig = figures.new_figure(figsize=(13, 5.5))
+    fig = style.new_figure(figsize=(13, 5.5))
     axes = fig.subplots(1, 2, sharey=True)
     markers = {"blasso": "o", "sgd": "s", "mask_retrain": "^", "shuffled_mask_retrain": "v", "magnitude": "D"}
     for index, cell in enumerate(all_cells):
@@ -93,11 +93,11 @@ def plot_frontier(records: Sequence[dict], path_without_suffix: str | Path, titl
                 markersize=6 if len(cell.seeds) > 1 else 4,
                 label=f"{cell.label} (n={len(cell.seeds)})" if ax is axes[0] else None,
             )
-    axes[0].axvline(1.0, color="gray", linestyle=":", linewidth=1)
+    axes[0].axvline(1.0, **style.NO_STRUCTURE)
     axes[0].set_xlabel("median per-unit ratio (best-window share ÷ own permutation null; 1 = no locality)")
-    axes[1].axvline(1.0, color="gray", linestyle=":", linewidth=1)
+    axes[1].axvline(1.0, **style.NO_STRUCTURE)
     axes[1].set_xlabel(f"median 90 %-mass radius ÷ the tuned SGD's ({reference.label}: {reference.radius[0]:.1f} px)")
     axes[0].set_ylabel("test accuracy % at best validation")
     fig.suptitle(title or "accuracy against first-layer locality, mean ± std over seeds")
-    figures.figure_legend(fig, axes[:1], max_columns=2)
-    return figures.save_figure(fig, path_without_suffix)
+    style.figure_legend(fig, axes[:1], max_columns=2)
+    return style.save_figure(fig, path_without_suffix)

@@ -1,7 +1,7 @@
 """Figures of the NLGP benchmark: first-layer receptive fields, locality over training, locality against the gain.
 
 As `blasso_jax.reporting.figures`, every figure is a `matplotlib.figure.Figure` built without pyplot (no backend, no
-global state); save it with `figures.save_figure`. Curves and sweeps take plain records (dicts with an
+global state); save it with `style.save_figure`. Curves and sweeps take plain records (dicts with an
 `epoch` and the metric names), one list per seed, and draw the mean over seeds with a ±1 standard
 deviation band (sample std; no band with one seed).
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blasso_jax.data.geometry import Geometry
-from blasso_jax.reporting.figures import new_figure
+from blasso_jax.reporting import style
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,7 +51,7 @@ def plot_receptive_fields(
         raise ValueError("no receptive-field panels to draw")
     rows = -(-len(panels) // columns)
     tiles = 1 if geometry.kind == "ring" else units
-    fig = new_figure(figsize=(3.8 * columns, (2.5 if geometry.kind == "ring" else 1.9) * rows))
+    fig = style.new_figure(figsize=(3.8 * columns, (2.5 if geometry.kind == "ring" else 1.9) * rows))
     grids = fig.subfigures(rows, columns, squeeze=False).ravel()
     for grid, (title, kernel) in zip(grids, panels.items()):
         kernel = np.asarray(kernel, np.float64)[:, _sorted_units(np.asarray(kernel))]
@@ -100,18 +100,16 @@ def plot_locality_curves(curves: dict[str, list[list[dict]]], styles: dict[str, 
     """
     if not curves:
         raise ValueError("no locality curves to draw")
-    fig = new_figure(figsize=(4.2 * len(CURVE_METRICS), 3.8))
-    axes = fig.subplots(1, len(CURVE_METRICS))
+    fig, axes = style.panels(len(CURVE_METRICS))
     for ax, (metric, ylabel) in zip(axes, CURVE_METRICS.items()):
         for label, seeds in curves.items():
             epochs, values = _aligned(seeds, metric)
             _mean_band(ax, epochs, values, label=label, **(styles or {}).get(label, {}))
         ax.set(xlabel="epoch", ylabel=ylabel)
-        ax.grid(True, alpha=0.3)
-    axes[0].axhline(1.0, color="black", linestyle=":", linewidth=1)
-    axes[0].axhline(2.0, color="gray", linestyle="--", linewidth=1)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8)
+        ax.grid(True, **style.GRID)
+    axes[0].axhline(1.0, **style.NO_STRUCTURE)
+    axes[0].axhline(2.0, **style.GUIDE)
+    style.figure_legend(fig, axes[:1], max_columns=4, fontsize=8)
     return fig
 
 
@@ -127,8 +125,7 @@ def plot_gain_sweep(points: dict[str, dict[float, list[dict]]], styles: dict[str
     """
     if not points:
         raise ValueError("no gain-sweep points to draw")
-    fig = new_figure(figsize=(4.2 * len(CURVE_METRICS), 3.8))
-    axes = fig.subplots(1, len(CURVE_METRICS))
+    fig, axes = style.panels(len(CURVE_METRICS))
     for ax, (metric, ylabel) in zip(axes, CURVE_METRICS.items()):
         for label, by_gain in points.items():
             gains = sorted(by_gain)
@@ -137,8 +134,7 @@ def plot_gain_sweep(points: dict[str, dict[float, list[dict]]], styles: dict[str
             errors = [np.nanstd(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
             ax.errorbar(gains, means, yerr=errors, marker="o", capsize=3, label=label, **(styles or {}).get(label, {}))
         ax.set(xscale="log", xlabel="gain g", ylabel=ylabel)
-        ax.grid(True, alpha=0.3)
-    axes[0].axhline(1.0, color="black", linestyle=":", linewidth=1)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8)
+        ax.grid(True, **style.GRID)
+    axes[0].axhline(1.0, **style.NO_STRUCTURE)
+    style.figure_legend(fig, axes[:1], max_columns=4, fontsize=8)
     return fig

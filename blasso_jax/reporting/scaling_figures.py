@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from blasso_jax.reporting.figures import figure_legend, new_figure
+from blasso_jax.reporting import style
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -22,7 +22,7 @@ def plot_sizes(by_alpha: dict[str, dict[int, int]], by_image_side: dict[str, dic
     `by_alpha[model][α]` and `by_image_side[model][side]` are weight counts (e.g. from `models.layer_weights`);
     a dashed line marks what a 16 GiB device holds in 16-bit.
     """
-    fig = new_figure(figsize=(9, 3.8))
+    fig = style.new_figure(figsize=(9, 3.8))
     axes = fig.subplots(1, 2)
     memory_line = DEVICE_MEMORY_BYTES / BYTES_PER_WEIGHT
     for ax, series, xlabel in (
@@ -32,14 +32,14 @@ def plot_sizes(by_alpha: dict[str, dict[int, int]], by_image_side: dict[str, dic
         for name, points in series.items():
             xs = sorted(points)
             ax.plot(xs, [points[x] for x in xs], marker=".", label=name.upper())
-        ax.axhline(memory_line, linestyle="--", color="black", linewidth=1, label="16 GiB in 16-bit")
+        ax.axhline(memory_line, **style.REFERENCE, label="16 GiB in 16-bit")
         ax.set(xscale="log", yscale="log", xlabel=xlabel)
         ticks = sorted({x for points in series.values() for x in points})
         ax.set_xticks(ticks, labels=[str(x) for x in ticks], minor=False)
         ax.set_xticks([], minor=True)
-        ax.grid(True, which="major", alpha=0.3)
+        ax.grid(True, which="major", **style.GRID)
     axes[0].set_ylabel("weights (kernel entries)")
-    figure_legend(fig, axes, max_columns=4)
+    style.figure_legend(fig, axes, max_columns=4)
     return fig
 
 
@@ -50,16 +50,15 @@ def plot_kernel_sizes(accuracy: dict[str, dict[str, dict[int, float]]]) -> Figur
     """
     if not accuracy:
         raise ValueError("no accuracies to plot")
-    fig = new_figure(figsize=(4.2 * len(accuracy), 3.8))
-    axes = fig.subplots(1, len(accuracy), squeeze=False)[0]
+    fig, axes = style.panels(len(accuracy))
     for ax, (dataset, by_method) in zip(axes, accuracy.items()):
         for label, points in by_method.items():
             sizes = sorted(points)
             ax.plot(sizes, [points[k] for k in sizes], marker="o", label=label)
         ax.set(title=dataset, xlabel="kernel size", xticks=sorted({k for p in by_method.values() for k in p}))
-        ax.grid(True, alpha=0.3)
+        ax.grid(True, **style.GRID)
     axes[0].set_ylabel("test accuracy % (best validation epoch)")
-    figure_legend(fig, axes)
+    style.figure_legend(fig, axes)
     return fig
 
 
@@ -79,7 +78,7 @@ def plot_width_ladders(
     threshold = f"{100 * fit_accuracy:g}%"
     labels = list(dict.fromkeys(label for by_model in accuracy.values() for label in by_model))
     colors = {label: f"C{i}" for i, label in enumerate(labels)}  # a model's colour is the same in every row
-    fig = new_figure(figsize=(12.6, 4.1 * len(accuracy)))
+    fig = style.new_figure(figsize=(12.6, 4.1 * len(accuracy)))
     subfigures = np.atleast_1d(fig.subfigures(len(accuracy), 1))
     axes = []
     for subfigure, (dataset, by_model) in zip(subfigures, accuracy.items()):
@@ -91,7 +90,7 @@ def plot_width_ladders(
             weights = sorted(points)
             for ax, column in ((train_ax, 0), (test_ax, 1)):
                 ax.plot(weights, [points[w][column] for w in weights], marker="o", color=colors[label], label=label)
-        train_ax.axhline(100 * fit_accuracy, linestyle=":", color="black", linewidth=1, label=f"{threshold} train")
+        train_ax.axhline(100 * fit_accuracy, **style.NO_STRUCTURE, label=f"{threshold} train")
         fitted = mdl.get(dataset, {})
         for label, (weights, best) in fitted.items():
             mdl_ax.scatter([weights], [best], color=colors[label], label=label)
@@ -109,6 +108,6 @@ def plot_width_ladders(
             ax.set_xlabel("weights (kernel entries)")
         for ax in (test_ax, train_ax, mdl_ax):
             ax.set_xscale("log")
-            ax.grid(True, which="major", alpha=0.3)
-    figure_legend(fig, axes)
+            ax.grid(True, which="major", **style.GRID)
+    style.figure_legend(fig, axes)
     return fig
