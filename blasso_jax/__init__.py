@@ -30,19 +30,9 @@ from blasso_jax.models.networks import (
     register_model,
     three_fc_width,
 )
+from blasso_jax.optim import get_mask, iterative_pruning, keep_mask, magnitude_pruning, rewound, set_mask
 from blasso_jax.optim.pruning import ImpPlan, imp_plan, magnitude_mask
-from blasso_jax.optim.pruning_transforms import iterative_pruning, magnitude_pruning, rewound
-from blasso_jax.optim.transforms import (
-    add_l1_sign,
-    blasso,
-    get_mask,
-    hard_threshold,
-    keep_mask,
-    kernel_mask,
-    layerwise_l1,
-    pull_matched_l1,
-    set_mask,
-)
+from blasso_jax.optim.transforms import add_l1_sign, blasso, hard_threshold, kernel_mask, layerwise_l1, pull_matched_l1
 from blasso_jax.training.rundir import load_run
 from blasso_jax.training.train import train_and_evaluate
 

@@ -64,9 +64,8 @@ def plot_nonzeros(runs: dict[str, list[dict]], references: dict[str, dict[str, f
     name (e.g. 'S-CONV') to per-layer counts, drawn as dashed lines in the panels of those layers.
     """
     layers = _layer_names(runs)
-    if not layers:
-        raise ValueError(f"no metrics record of runs {sorted(runs)} has 'nonzero_per_layer'; nothing to plot")
-    fig, axes = panels(len(layers))
+    empty = f"no metrics record of runs {sorted(runs)} has 'nonzero_per_layer'; nothing to plot"
+    fig, axes = panels(len(layers), empty)
     colors: dict[str, str] = {}  # one colour per reference model, whatever its class count
     for ax, layer in zip(axes, layers):
         levels = []

@@ -98,9 +98,7 @@ def plot_locality_curves(curves: dict[str, list[list[dict]]], styles: dict[str, 
     Returns:
       The Figure: one panel per metric, a dotted line at ratio 1 (no spatial structure) and 2 (the mark).
     """
-    if not curves:
-        raise ValueError("no locality curves to draw")
-    fig, axes = style.panels(len(CURVE_METRICS))
+    fig, axes = style.panels(len(curves) and len(CURVE_METRICS), "no locality curves to draw")
     for ax, (metric, ylabel) in zip(axes, CURVE_METRICS.items()):
         for label, seeds in curves.items():
             epochs, values = _aligned(seeds, metric)
@@ -123,9 +121,7 @@ def plot_gain_sweep(points: dict[str, dict[float, list[dict]]], styles: dict[str
     Returns:
       The Figure: one panel per metric, gain on a log axis.
     """
-    if not points:
-        raise ValueError("no gain-sweep points to draw")
-    fig, axes = style.panels(len(CURVE_METRICS))
+    fig, axes = style.panels(len(points) and len(CURVE_METRICS), "no gain-sweep points to draw")
     for ax, (metric, ylabel) in zip(axes, CURVE_METRICS.items()):
         for label, by_gain in points.items():
             gains = sorted(by_gain)

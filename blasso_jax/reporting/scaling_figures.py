@@ -48,9 +48,7 @@ def plot_kernel_sizes(accuracy: dict[str, dict[str, dict[int, float]]]) -> Figur
 
     `accuracy[dataset][method label][kernel size]` is a test accuracy in percent.
     """
-    if not accuracy:
-        raise ValueError("no accuracies to plot")
-    fig, axes = style.panels(len(accuracy))
+    fig, axes = style.panels(len(accuracy), "no accuracies to plot")
     for ax, (dataset, by_method) in zip(axes, accuracy.items()):
         for label, points in by_method.items():
             sizes = sorted(points)

@@ -40,8 +40,11 @@ def save_figure(fig: Figure, path_without_suffix: str | os.PathLike, *, dpi: int
     return paths
 
 
-def panels(count: int, height: float = PANEL_HEIGHT) -> tuple[Figure, Any]:
-    """A figure of `count` panels side by side, `PANEL_WIDTH` wide each: the figure and its axes (a 1-D array)."""
+def panels(count: int, empty: str, height: float = PANEL_HEIGHT) -> tuple[Figure, Any]:
+    """A figure of `count` panels side by side, `PANEL_WIDTH` wide each: the figure and its axes (a 1-D array);
+    ValueError(`empty`) when there is nothing to draw."""
+    if not count:
+        raise ValueError(empty)
     fig = new_figure(figsize=(PANEL_WIDTH * count, height))
     return fig, fig.subplots(1, count, squeeze=False)[0]
 
