@@ -4,6 +4,7 @@ run left as it is."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,26 @@ def test_a_run_written_before_momentum_was_a_blasso_setting_resumes_as_before(tm
         files.write_jsonl(workdir / "config.jsonl", old)
         run_cli([*flags_given, f"--workdir={workdir}", "--resume"])
         _same_run(straight, workdir)
+
+
+OLD_RUNS = Path(__file__).parent / "data" / "old_runs"
+
+
+@pytest.mark.parametrize("name", ["blasso", "imp"])
+def test_a_run_written_before_the_subpackages_loads_and_resumes_bitwise(tmp_path, name):
+    """Run directories written at commit 8b807fc (one flat package; IMP pruned by a between-epoch hook, its mask and
+    rewind weights in another optimizer-state layout), stopped after epoch 1 of 2: they load, and resume to the
+    weights a run trained straight by today's code ends with."""
+    workdir = tmp_path / name
+    shutil.copytree(OLD_RUNS / name, workdir)
+    config, model, variables = rundir.load_run(workdir)
+    assert config.method == name and config.epochs == 2
+    assert model.apply(variables, np.zeros((1, *config.synthetic_shape)), train=False).shape == (1, 10)
+    resumed = train.train_and_evaluate(config, workdir, resume=True)
+    straight = train.train_and_evaluate(config, tmp_path / "straight")
+    assert resumed["epochs"] == straight["epochs"] == 2
+    assert resumed["nonzero_per_layer"] == straight["nonzero_per_layer"]
+    for a, b in zip(
+        jax.tree.leaves(rundir.load_run(workdir)[2]), jax.tree.leaves(rundir.load_run(tmp_path / "straight")[2])
+    ):
+        np.testing.assert_array_equal(a, b)

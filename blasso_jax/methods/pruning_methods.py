@@ -140,3 +140,24 @@ def last_pruning_epoch(config: TrainConfig) -> int:
     """The epoch of iterative pruning's last round (its record is taken after the round): from it on, the model
     has its final densities."""
     return imp_plan(config).last_round_end
+
+
+def upgrade_opt_state(old: Any, step: Any, today: Any) -> Any:
+    """A magnitude or IMP optimizer state written before the pruning transforms (the between-epoch hooks' layout,
+    `[sgd, {mask}]` and `[[sgd, {mask}], {rewind}]` as read) in today's `MagnitudePruningState` or
+    `IterativePruningState`, its count the checkpoint's step (the updates taken)."""
+    if isinstance(today, pruning_transforms.IterativePruningState):
+        (inner, mask), rewind = old[0], old[1]["rewind"]
+    else:
+        inner, mask, rewind = old[0], old[1], None
+    leaves = jax.tree.leaves(inner)
+    if len(leaves) != len(jax.tree.leaves(today.inner)):
+        raise ValueError("not the hooks' layout")
+    fields = {
+        "inner": jax.tree.unflatten(jax.tree.structure(today.inner), leaves),
+        "count": jnp.asarray(step, jnp.int32),
+        "mask": jax.tree.map(lambda m, _: jnp.asarray(m, bool), mask["mask"], today.mask),
+    }
+    if rewind is None:
+        return today._replace(**fields)
+    return today._replace(**fields, rewind=rewind, rewound=jnp.zeros((), bool))

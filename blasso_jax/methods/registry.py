@@ -77,6 +77,8 @@ class Method:
       prune: `(config, optimizer, steps_per_epoch) -> optimizer`, the optimizer wrapped in the method's pruning
         (`blasso_jax.optim.pruning_transforms`: the mask in the optimizer state, events timed by the step count).
       prune_epochs: `config -> epochs`, the epochs its pruning events end (each checkpointed there).
+      upgrade_opt_state: `(old optimizer state as read, step, today's) -> today's layout`, for checkpoints written
+        by an older version of the method's optimizer (raises on a layout it does not know).
       selectable_from: `config -> epoch`, the first epoch whose recorded model has the run's final structure (its
         last pruning event); selection by validation and the best checkpoint consider it and later epochs only.
     """
@@ -95,6 +97,7 @@ class Method:
     start: Callable[[TrainConfig, Any, dict[str, Any] | None, tuple[int, ...]], Any] | None = None
     prune: Callable[[TrainConfig, optax.GradientTransformation, int], optax.GradientTransformation] | None = None
     prune_epochs: Callable[[TrainConfig], tuple[int, ...]] = lambda config: ()
+    upgrade_opt_state: Callable[[Any, Any, Any], Any] | None = None
     selectable_from: Callable[[TrainConfig], int] = lambda config: 1
 
 
@@ -307,6 +310,7 @@ register(
         validate=_with_momentum_check(pruning_methods.check_magnitude),
         prune=pruning_methods.magnitude,
         prune_epochs=pruning_methods.magnitude_epochs,
+        upgrade_opt_state=pruning_methods.upgrade_opt_state,
         selectable_from=lambda config: config.epochs - config.finetune_epochs,  # recorded after pruning
     )
 )
@@ -322,6 +326,7 @@ register(
         validate=_with_momentum_check(pruning_methods.imp_plan),
         prune=pruning_methods.imp,
         prune_epochs=pruning_methods.imp_epochs,
+        upgrade_opt_state=pruning_methods.upgrade_opt_state,
         selectable_from=pruning_methods.last_pruning_epoch,
     )
 )

@@ -63,6 +63,11 @@ def _manager(path: Path, keep: int | None = None):
     return ocp.CheckpointManager(path, options=options)
 
 
+# `(old optimizer state as read, its step, today's optimizer state) -> the old one in today's layout`; raises if it
+# cannot tell the old layout.
+Upgrade = Callable[[Any, Any, Any], Any]
+
+
 class CheckpointError(RuntimeError):
     """No intact checkpoint to resume from."""
 
@@ -85,17 +90,25 @@ class Checkpoints:
         self.manager.save(epoch, args=_orbax().args.StandardSave(checkpointed_tree(state)), metrics=metrics, force=True)
         self.manager.wait_until_finished()
 
-    def restore(self, state: Any, log: Callable[[str], None] = print) -> tuple[int, Any]:
+    def restore(
+        self, state: Any, log: Callable[[str], None] = print, upgrade: Upgrade | None = None
+    ) -> tuple[int, Any]:
         """The newest intact checkpoint's epoch and `state` with its contents.
 
-        A checkpoint that cannot be read is moved (never deleted) to `<workdir>/damaged_checkpoints/`, with a
-        one-line message through `log`, and the next newest is tried; CheckpointError if none can be read.
+        A checkpoint in an older layout of the optimizer state is read as it was written and put in today's by
+        `upgrade(old optimizer state, step, today's optimizer state)`. A checkpoint that cannot be read is moved
+        (never deleted) to `<workdir>/damaged_checkpoints/`, with a one-line message through `log`, and the next
+        newest is tried; CheckpointError if none can be read.
         """
         target = jax.tree.map(_orbax().utils.to_shape_dtype_struct, checkpointed_tree(state))
         for epoch in sorted(self.manager.all_steps(), reverse=True):
             try:
                 restored = self.manager.restore(epoch, args=_orbax().args.StandardRestore(target))
             except Exception as error:  # orbax and TensorStore raise many kinds for a damaged file
+                restored = self._upgraded(epoch, state, upgrade)
+                if restored is not None:
+                    log(f"checkpoint of epoch {epoch} holds an older optimizer-state layout; read into today's")
+                    return epoch, state.replace(**restored)
                 reason = (str(error).strip().splitlines() or [""])[0][:160]
                 moved = self._set_aside(epoch)
                 log(f"checkpoint of epoch {epoch} is damaged ({type(error).__name__}: {reason}); moved to {moved}")
@@ -104,6 +117,17 @@ class Checkpoints:
         raise CheckpointError(
             f"no intact checkpoint in {self.workdir / 'checkpoints'} to resume from; start anew with --overwrite"
         )
+
+    def _upgraded(self, epoch: int, state: Any, upgrade: Upgrade | None) -> dict[str, Any] | None:
+        """Checkpoint `epoch` read as written, its optimizer state put in `state`'s layout; None if it cannot be."""
+        if upgrade is None:
+            return None
+        try:
+            raw = self.manager.restore(epoch, args=_orbax().args.StandardRestore())
+            opt_state = upgrade(raw["opt_state"], raw["step"], state.opt_state)
+        except Exception:  # unreadable, or not a layout `upgrade` knows: damaged
+            return None
+        return {**raw, "opt_state": opt_state}
 
     def _set_aside(self, epoch: int) -> Path:
         """Moves checkpoint `epoch` out of the manager's directory, so the run can write that epoch again."""

@@ -176,7 +176,9 @@ def _restore(run: RunState) -> None:
         log("no checkpoint yet: training from epoch 1")  # stopped before its first checkpoint
         run.done = 0
     else:
-        run.done, run.state = run.checkpoints.restore(run.state, log=log)  # in this run's layout, whichever saved it
+        # In this run's layout, whichever saved it (an older optimizer-state layout upgraded by its method).
+        run.done, state = run.checkpoints.restore(run.state, log=log, upgrade=run.method.upgrade_opt_state)
+        run.state = parallel.shard_state(state, run.mesh)
         log(f"resumed from the checkpoint of epoch {run.done}")
     run.history = [r for r in files.read_jsonl(run.workdir / "metrics.jsonl") if r["epoch"] <= run.done]
     parallel.sync("metrics read")
