@@ -40,13 +40,14 @@ import numpy as np  # noqa: E402
 from blasso_jax.common import parallel  # noqa: E402
 from blasso_jax.config import train_config as config  # noqa: E402
 from blasso_jax.config.train_config import model_from_config  # noqa: E402
+from blasso_jax.data import augment  # noqa: E402
 from blasso_jax.methods import registry as methods  # noqa: E402
 from blasso_jax.training import step  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--alpha", type=int, default=8)
 parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-parser.add_argument("--augment", default="crop_flip", choices=["crop_flip", "crop", "none"])
+parser.add_argument("--augment", default="crop_flip", choices=augment.AUGMENT_NAMES, help="as in training, on CIFAR-10")
 parser.add_argument("--method", default="blasso", choices=["blasso", "sgd"])
 parser.add_argument("--steps", type=int, default=8, help="steps per epoch (images: steps x 512)")
 parser.add_argument("--epochs", type=int, default=3, help="traced epochs, after one warm-up epoch")
@@ -155,7 +156,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = parallel.put_rows(rng.integers(0, 256, (examples, 32, 32, 3), dtype=np.uint8), mesh)
     y = parallel.put_rows(rng.integers(0, 10, examples).astype(np.int32), mesh)
-    epoch = step.make_train_epoch(mesh, examples, args.augment, (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
+    policy = augment.resolve(cfg.augment, cfg.dataset)
+    epoch = step.make_train_epoch(mesh, examples, policy, (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
     state, _ = jax.block_until_ready(epoch(state, x, y, jax.random.key(0)))
     tic = time.perf_counter()
     state, _ = jax.block_until_ready(epoch(state, x, y, jax.random.key(1)))

@@ -18,6 +18,7 @@ import numpy as np
 from blasso_jax.common import parallel
 from blasso_jax.config import train_config as config
 from blasso_jax.config.train_config import model_from_config
+from blasso_jax.data import augment
 from blasso_jax.methods import registry as methods
 from blasso_jax.training import benchmark, step
 
@@ -41,7 +42,7 @@ def shape_bytes(text: str) -> int:
     )
 
 
-cfg = config.preset("table2", alpha=args.alpha, precision=args.precision)
+cfg = config.preset("table2", alpha=args.alpha, precision=args.precision, augment="crop_flip")
 mesh = parallel.make_mesh(jax.devices()[:1])
 model = model_from_config(cfg, 10, (32, 32, 3))
 steps = args.examples // cfg.batch_size
@@ -50,7 +51,8 @@ state = parallel.init_sharded(
 )
 x = parallel.put_rows(np.zeros((args.examples, 32, 32, 3), np.uint8), mesh)
 y = parallel.put_rows(np.zeros(args.examples, np.int32), mesh)
-epoch = step.make_train_epoch(mesh, args.examples, "crop_flip", (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
+policy = augment.resolve(cfg.augment, cfg.dataset)
+epoch = step.make_train_epoch(mesh, args.examples, policy, (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
 compiled = epoch.lower(state, x, y, jax.random.key(0)).compile()
 
 computations, current = {}, None

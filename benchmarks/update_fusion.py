@@ -12,11 +12,12 @@ from jax.sharding import PartitionSpec as P
 
 from blasso_jax.common import parallel
 from blasso_jax.config import train_config as config
+from blasso_jax.data import augment
 from blasso_jax.methods import registry as methods
 from blasso_jax.training import step
 
 ALPHA, IMAGES = 4, 256
-cfg = config.preset("smoke", alpha=ALPHA, batch_size=64, precision="bf16")
+cfg = config.preset("smoke", alpha=ALPHA, batch_size=64, precision="bf16", augment="crop_flip")
 mesh = parallel.make_mesh(jax.devices()[:1])
 replicated = NamedSharding(mesh, P())
 model = config.model_from_config(cfg, 10, (32, 32, 3))
@@ -25,7 +26,8 @@ state = jax.device_put(
 )
 x = jax.device_put(np.zeros((IMAGES, 32, 32, 3), np.uint8), replicated)
 y = jax.device_put(np.zeros(IMAGES, np.int32), replicated)
-epoch = step.make_train_epoch(mesh, IMAGES, "crop_flip", (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
+policy = augment.resolve(cfg.augment, cfg.dataset)
+epoch = step.make_train_epoch(mesh, IMAGES, policy, (0.5,) * 3, (0.25,) * 3, **cfg.step_options())
 hlo = epoch.lower(state, x, y, jax.random.key(0)).compile().as_text()
 shape = f"f32[3072,{32 * 32 * ALPHA // 4}]"
 for line in hlo.splitlines():

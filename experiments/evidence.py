@@ -47,7 +47,7 @@ def body() -> None:
         print(f"rendered: {', '.join(map(str, changed)) or 'every document was up to date'}")
         return
     if FLAGS.frontier:
-        records = [r for folder in FLAGS.frontier for r in evidence_tables.read_folder(Path(folder))]
+        records = frontier.first_seen([evidence_tables.read_folder(Path(folder)) for folder in FLAGS.frontier])
         paths = frontier.plot_frontier(records, FLAGS.frontier_out or "frontier")
         print(f"frontier: {', '.join(map(str, paths))}")
         if not FLAGS.out:

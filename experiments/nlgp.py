@@ -2,6 +2,7 @@
 
     python -m experiments.nlgp             # 5 seeds of everything: 116 runs, about 8 minutes of recorded run time
     python -m experiments.nlgp --quick     # one short seed of everything: under 2 minutes (reported, not recorded)
+    python -m experiments.nlgp --setting=ingrosso_goldt [--quick]  # their online setting (reporting.nlgp_runs)
 
 The committed grid's times are in its JSONs (`wall_seconds`; docs/results.md, "Recorded times"), measured on
 2 CPU cores shared with one training run.
@@ -32,16 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from blasso_jax.analysis import measures as analysis
-from blasso_jax.common import files, rng
+from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.data import nlgp
 from blasso_jax.models.counting import FIRST_LAYER
-from blasso_jax.reporting import report
+from blasso_jax.reporting import nlgp_runs, report
 from blasso_jax.sparse import export
 from blasso_jax.training import sweep, train
 from experiments import flags as train_flags
@@ -54,6 +53,8 @@ train_flags.define_once(flags.DEFINE_list, "gains", ["0.5", "1", "3", "10"], "ga
 train_flags.define_once(flags.DEFINE_integer, "train", None, "NLGP training examples drawn (validation included)")
 train_flags.define_once(flags.DEFINE_list, "arms", None, "methods to run (default all): sgd, l1, beta1, beta50, imp")
 train_flags.define_once(flags.DEFINE_list, "lambdas", None, "the λ grid of the L1 methods (default 1e-4,1e-3,1e-2)")
+train_flags.define_once(flags.DEFINE_string, "setting", "default", "default, or ingrosso_goldt: their online setting")
+train_flags.define_once(flags.DEFINE_list, "kinds", None, "ingrosso_goldt datasets (default both): nlgp, nlgp_gaussian")
 train_flags.define_once(flags.DEFINE_string, "results_dir", None, "per-run JSON and table.md (default: see --help)")
 train_flags.define_once(flags.DEFINE_string, "figures_dir", None, "the three figures (default: see --help)")
 train_flags.define_once(
@@ -172,27 +173,11 @@ def run_cell(base, data, cell: Cell, root: Path, results_dir: Path) -> dict[str,
     return record
 
 
-def _point(epoch: int, summary: dict[str, Any], nonzeros: int, val: float | None) -> dict[str, Any]:
-    keys = ("ratio_median", "ratio_ge2_fraction", "ipr_median", "share_median", "null_median", "units")
-    return {"epoch": epoch, **{k: summary.get(k) for k in keys}, "nonzeros_layer1": nonzeros, "val_accuracy": val}
-
-
-def initial_point(config: config_lib.TrainConfig) -> dict[str, Any]:
-    """Locality at initialisation (epoch 0): the trainer's first layer before any step, measured as it measures."""
-    spec = nlgp.parse_spec(config.dataset)
-    model = config_lib.model_from_config(config, 2, spec.image_shape)
-    params = model.init(rng.init_key(config.seed), jnp.zeros((1, *spec.image_shape)), train=False)["params"]
-    kernel = params[FIRST_LAYER]["kernel"]
-    key = rng.child(jax.random.key(config.seed), "locality")
-    summary = analysis.first_layer_locality(kernel, spec.image_shape, spec.geometry, key)
-    return _point(0, summary, int(np.count_nonzero(kernel)), None)
-
-
 def seed_record(cell: Cell, config, run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
     """What the tables and figures read of one run: final numbers, the locality curve and the first layer."""
     metrics = files.read_jsonl(run_dir / "metrics.jsonl")
-    curve = [initial_point(config)] + [
-        _point(r["epoch"], r["locality"], r["nonzero_per_layer"][FIRST_LAYER], r["val_accuracy"])
+    curve = [outputs.initial_point(config)] + [
+        outputs.point(r["epoch"], r["locality"], r["nonzero_per_layer"][FIRST_LAYER], r["val_accuracy"])
         for r in metrics
         if r.get("locality")
     ]
@@ -239,6 +224,11 @@ def chosen_arms() -> list[Arm]:
 
 
 def body() -> None:
+    if FLAGS.setting != "default":  # Ingrosso & Goldt's online loop lives in the library
+        seeds = sweep.parse_seeds(FLAGS.seeds, 0) if FLAGS.seeds else None
+        paths = (FLAGS.workdir, FLAGS.results_dir, FLAGS.figures_dir)
+        grid = (FLAGS.kinds, FLAGS.arms, FLAGS.lambdas)
+        return nlgp_runs.run_options(FLAGS.setting, FLAGS.quick, seeds, *grid, *paths)
     base, data = base_config()
     root = Path(FLAGS.workdir or "runs/nlgp")
     if FLAGS.compilation_cache:

@@ -1,6 +1,23 @@
-"""Test setup: eight simulated CPU devices, configured before JAX starts."""
+"""Test setup, before JAX starts: eight simulated CPU devices, and one compilation cache for the session.
+
+Most of a small test's time is compiling, and many tests (and the subprocesses some start, which inherit these
+variables) compile the same programs: XLA's persistent cache, in a temporary directory removed when the
+session ends, compiles each once. A JAX_COMPILATION_CACHE_DIR set by the caller is used as it is, and kept.
+"""
 
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_SESSION_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="blasso_jax_tests_jax_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # cache every program, however quick
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)

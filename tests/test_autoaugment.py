@@ -256,9 +256,11 @@ def test_a_fast_autoaugment_epoch_compiles_once_inside_the_scan():
 
 def test_table2_defaults_to_fast_autoaugment_for_the_papers_datasets():
     from blasso_jax.config import train_config as config_lib
+    from blasso_jax.data import augment
     from blasso_jax.data import datasets as data
 
     assert config_lib.preset("table2").augment == "auto"
+    assert augment.resolve("auto", "cifar10") == "fast_autoaugment_cifar"
     cases = {
         "cifar10": "fast_autoaugment_cifar",
         "cifar100": "fast_autoaugment_cifar",
@@ -267,7 +269,12 @@ def test_table2_defaults_to_fast_autoaugment_for_the_papers_datasets():
         "/data/my_photos": "crop_flip",
     }
     for name, expected in cases.items():
-        assert data._default_augment(name, 3) == expected
-    svhn = data.load_dataset("synthetic", validation_size=0)
-    assert data.augment_policy("fast_autoaugment", svhn) == "fast_autoaugment_cifar"
-    assert data.augment_policy("auto", svhn) == "none" and data.augment_policy("crop", svhn) == "crop"
+        assert augment.default_policy(name, 3) == expected
+    synthetic = data.load_dataset("synthetic", validation_size=0)
+    assert synthetic.augment == "none" == augment.resolve("auto", "synthetic")
+    assert augment.resolve("fast_autoaugment", "synthetic") == "fast_autoaugment_cifar"
+    assert augment.resolve("fast_autoaugment", "svhn_cropped") == "fast_autoaugment_svhn"
+    assert augment.resolve("crop", "synthetic") == "crop"
+    assert augment.resolve("fast_autoaugment_svhn", "cifar10") == "fast_autoaugment_svhn"  # a policy is itself
+    with pytest.raises(ValueError, match=r"augment 'autoaugment' is not one of auto, fast_autoaugment, .*none"):
+        augment.resolve("autoaugment", "cifar10")

@@ -121,3 +121,23 @@ def test_time_augmentations_reports_every_policy_and_the_ratios_to_crop_flip():
         added_crop_flip = report["median_ms"]["crop_flip"] - none
         assert report["added_over_crop_flip_added"][policy] == (median - none) / added_crop_flip
     assert report["median_over_crop_flip"]["crop_flip"] == 1.0
+
+
+class _Resolved(Exception):
+    """Stops `benchmark_epochs` once it has chosen its augmentation policy."""
+
+
+@pytest.mark.parametrize(
+    "dataset, augment, expected",
+    [("cifar10", "auto", "fast_autoaugment_cifar"), ("svhn_cropped", "auto", "fast_autoaugment_svhn")],
+)
+def test_benchmark_epochs_times_the_augmentation_training_uses(monkeypatch, dataset, augment, expected):
+    # The paper's pipeline for CIFAR and SVHN is Fast AutoAugment: 'auto' means it here as in training.
+    def record(mesh, examples, policy, *args, **kwargs):
+        raise _Resolved(policy)
+
+    monkeypatch.setattr(step, "make_train_epoch", record)
+    config = config_lib.preset("smoke", dataset=dataset, augment=augment, batch_size=8)
+    with pytest.raises(_Resolved) as chosen:
+        benchmark.benchmark_epochs(config, num_examples=8, epochs=1)
+    assert str(chosen.value) == expected

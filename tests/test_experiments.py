@@ -130,7 +130,15 @@ def test_benchmark_smoke_writes_a_report(tmp_path):
     out = tmp_path / "bench.json"
     run(
         benchmark,
-        ["--alpha=1", "--examples=256", "--batch_size=64", "--timed_epochs=1", "--precision=fp32", f"--out={out}"],
+        [
+            "--alpha=1",
+            "--examples=256",
+            "--batch_size=64",
+            "--timed_epochs=1",
+            "--precision=fp32",
+            "--augment=crop_flip",
+            f"--out={out}",
+        ],
     )
     report = json.loads(out.read_text())
     assert report["model"] == "s-fc" and report["alpha"] == 1 and report["examples_per_epoch"] == 256

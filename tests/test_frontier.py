@@ -49,3 +49,9 @@ def test_a_seed_given_twice_or_no_sgd_cell_is_refused_and_the_figure_is_written(
         frontier.tuned_reference(frontier.cells(RECORDS[3:]))
     paths = frontier.plot_frontier(RECORDS, tmp_path / "frontier")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_label_of_an_earlier_folder_is_not_drawn_again_from_a_later_one():
+    grid = [record("SGD", "sgd", 0, 0.64, 0.65, 1.6, 18.0), record("SGD, weight decay 0.002", "sgd", 0, 0.6, 0.6, 1, 9)]
+    kept = frontier.first_seen([RECORDS, grid])
+    assert kept == [*RECORDS, grid[1]]

@@ -23,8 +23,8 @@ def brute_force_share(site_map: np.ndarray, geometry: Geometry) -> float:
     """The best window share by looping over every window start, with np.roll for the periodic geometries."""
     rows, cols = geometry.shape
     grid = site_map.reshape(rows, cols).astype(np.float64)
-    k_rows, k_cols = (1, geometry.window) if geometry.kind == "ring" else (geometry.window, geometry.window)
-    if geometry.kind == "image":
+    k_rows, k_cols = (1, geometry.window) if geometry.kind in ("ring", "line") else (geometry.window, geometry.window)
+    if geometry.kind in ("image", "line"):
         starts = [(r, c) for r in range(rows - k_rows + 1) for c in range(cols - k_cols + 1)]
         best = max(grid[r : r + k_rows, c : c + k_cols].sum() for r, c in starts)
     else:
@@ -43,6 +43,7 @@ GEOMETRIES = [
     Geometry("ring", (1, 23), window=4),
     Geometry("torus", (7, 9), window=3),
     Geometry("image", (8, 11), channels=3, window=5),
+    Geometry("line", (1, 23), window=4),
 ]
 
 
@@ -170,6 +171,9 @@ def test_ring_and_torus_windows_wrap_around_the_seam(geometry):
     if rows > 1:
         split = best_window_share(kernel.T, Geometry("image", geometry.shape, window=5))
         assert split[0] == pytest.approx(1.0) and split[1] < 0.5  # the largest corner piece is 3x3 of 5x5 sites
+    else:  # on an open line the seam blob is two pieces, of 3 and 2 sites
+        split = best_window_share(kernel.T, Geometry("line", geometry.shape, window=5))
+        assert split[0] == pytest.approx(1.0) and split[1] < 0.8
 
 
 def test_ipr_does_not_depend_on_positions_so_its_null_is_itself():

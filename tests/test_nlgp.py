@@ -166,9 +166,11 @@ def test_float_signals_are_normalised_without_the_image_scale_and_take_no_augmen
     x = jnp.asarray([[[[0.5], [-2.0]]]], jnp.float32)
     np.testing.assert_allclose(augment.normalize(x, (0.5,), (2.0,)), [[[[0.0], [-1.25]]]])
     dataset = data.load_dataset("nlgp:dim=8,xi=0.5:1,train=20,test=4", validation_size=4)
-    assert data.augment_policy("auto", dataset) == data.augment_policy("none", dataset) == "none"
+    assert dataset.augment == "none"
+    for name in ("auto", "none"):
+        assert augment.resolve(name, dataset.name, images=False) == "none"
     with pytest.raises(ValueError, match="augment 'crop_flip' does not apply to 'nlgp:dim=8,xi=0.5:1,train=20,test=4'"):
-        data.augment_policy("crop_flip", dataset)
+        augment.resolve("crop_flip", dataset.name, images=False)
 
 
 def test_fc_models_read_torus_inputs_and_two_fc_has_k_hidden_units():

@@ -2,21 +2,26 @@
 whose line an older version never wrote, from a damaged checkpoint; the lock held to the last file; a finished
 run left as it is."""
 
+import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import numpy as np
 import pytest
 from absl import flags
+from orbax.checkpoint._src.serialization import serialization
 
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
-from blasso_jax.training import rundir, summary, train
+from blasso_jax.training import checkpoints, rundir, summary, train
 from experiments import table2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +84,32 @@ def test_a_run_killed_around_a_checkpoint_resumes_to_the_same_result(tmp_path, s
     assert lines == [1, 2, 3]  # epoch 3's line is written before its checkpoint, whenever the run died
     run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
     _same_run(straight, workdir)
+
+
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, straight):
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.table2", *CONFIG, f"--workdir={killed}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 600  # a guard against a hung subprocess, not a timing
+    # Killed once two epochs are logged: four epochs, each with its checkpoint, are left to land the kill in.
+    while len(files.read_jsonl(killed / "metrics.jsonl")) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(files.read_jsonl(killed / "metrics.jsonl"))
+    assert 2 <= done < 6, "the run should have been killed part-way"
+    # A checkpoint half-written at the kill: orbax's temporary directory for a later epoch.
+    torn = killed / "checkpoints" / f"{done + 1}.orbax-checkpoint-tmp-1234567890"
+    torn.mkdir()
+    (torn / "garbage").write_bytes(b"\0" * 100)
+    run_cli([*CONFIG, f"--workdir={killed}", "--resume"])
+    _same_run(straight, killed)
 
 
 def test_a_checkpoint_without_its_metrics_line_is_resumed_after_and_the_line_rebuilt(tmp_path, straight):
@@ -189,3 +220,38 @@ def test_a_run_written_before_the_subpackages_loads_and_resumes_bitwise(tmp_path
         jax.tree.leaves(rundir.load_run(workdir)[2]), jax.tree.leaves(rundir.load_run(tmp_path / "straight")[2])
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_full_disk_fails_in_one_line_leaves_no_partial_checkpoint_and_resumes(
+    tmp_path, straight, monkeypatch, capsys, caplog
+):
+    workdir = tmp_path / "full"
+    size = sum(np.asarray(a).nbytes for a in jax.tree.leaves(checkpoints.read_checkpoint(straight / "checkpoints")[1]))
+    free = int(2.5 * size)  # short of the 4 checkpoints held at once (the last 2, the best, one being written)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=free))
+    write = serialization.async_serialize_from_host
+
+    async def full_at_epoch_3(rslices, spec, **kwargs):  # orbax's writer thread, as TensorStore on a full disk
+        if "/3.orbax-checkpoint-tmp" in json.dumps(spec):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(workdir / "checkpoints" / "3"))
+        return await write(rslices, spec, **kwargs)
+
+    monkeypatch.setattr(serialization, "async_serialize_from_host", full_at_epoch_3)
+    with pytest.raises(SystemExit):
+        run_cli([*CONFIG, f"--workdir={workdir}"])
+    out, err = capsys.readouterr()
+    assert [line for line in out.splitlines() if line.startswith("warning:")] == [
+        f"warning: {free / 2**20:,.1f} MiB free in {workdir}, short of the {4 * size / 2**20:,.1f} MiB that 4 more "
+        f"checkpoints of {size / 2**20:,.1f} MiB need (the last 2, the best and the one being written); "
+        "free space or choose another --workdir"
+    ]
+    assert err.splitlines() == [
+        f"error: could not write {workdir / 'checkpoints' / '3'} (No space left on device): {size:,} bytes "
+        f"needed, {free:,} free there; free space there or choose another --workdir, then continue with --resume"
+    ]
+    assert not [r for r in caplog.records if r.exc_info]  # orbax's threads logged no traceback
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1", "2"]  # no partial checkpoint
+    monkeypatch.setattr(serialization, "async_serialize_from_host", write)
+    run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])  # 2 checkpoints there: 2 more fit, no warning
+    assert "warning:" not in capsys.readouterr().out
+    _same_run(straight, workdir)

@@ -6,8 +6,8 @@ its positions are shuffled: the same weights, the same sparsity, no spatial arra
 local when its best window holds several times the share that its shuffled copies' best windows hold.
 
 Each unit's map is |w| summed over input channels, laid out on a `Geometry`: a ring (D sites,
-periodic), a torus (D×D, periodic) or an image (H×W, windows inside the image, as
-`analysis.locality`). Per unit:
+periodic), a torus (D×D, periodic), an image (H×W, windows inside the image, as
+`analysis.locality`) or a line (D sites, open: windows inside it). Per unit:
 
 - `share`: the largest share of the unit's |w| inside any window of `window` sites (ring) or
   `window`×`window` sites (torus, image);
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from blasso_jax.common import parallel
-from blasso_jax.data.geometry import Geometry
+from blasso_jax.data.geometry import LINES, Geometry
 
 DRAWS = 5  # permutations per unit: the fewest the null is defined with
 MIN_NONZEROS = 5
@@ -163,10 +163,10 @@ def best_window_share(maps: np.ndarray, geometry: Geometry) -> np.ndarray:
     """
     maps = np.asarray(maps, np.float64).reshape(*np.shape(maps)[:-1], *geometry.shape)
     total = maps.sum((-2, -1))
-    windows = (1, geometry.window) if geometry.kind == "ring" else (geometry.window, geometry.window)
+    windows = (1, geometry.window) if geometry.kind in LINES else (geometry.window, geometry.window)
     sums = maps
     for axis, window in zip((-2, -1), windows):
-        sums = _box_sums(sums, axis, window, periodic=geometry.kind != "image")
+        sums = _box_sums(sums, axis, window, periodic=geometry.kind in ("ring", "torus"))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, sums.max((-2, -1)) / total, np.nan)
 

@@ -1,9 +1,15 @@
-"""Files that survive a crash: atomic writes (temp file + rename) and an append-and-flush JSON-lines log."""
+"""Files that survive a crash: atomic writes (temp file + rename) and an append-and-flush JSON-lines log.
+
+A write that fails (a full disk, a read-only mount) raises `WriteError`: one line with the path, the bytes
+needed, the bytes free and the fix, which the entry points print as their `error:` line.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,9 +33,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         raise
 
 
+class WriteError(OSError):
+    """A run's file or checkpoint could not be written; the message says where, how much and what to do."""
+
+
+def write_error(path: str | os.PathLike, size: int, code: int | None) -> WriteError:
+    """The one-line error of a failed write of `size` bytes to `path`, `code` its errno (None: unknown)."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    full = code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    remedy = "free space there" if full else "make it writable"
+    return WriteError(
+        f"could not write {path} ({os.strerror(code) if code else 'write failed'}): {size:,} bytes needed, "
+        f"{free:,} free there; {remedy} or choose another --workdir, then continue with --resume"
+    )
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """`atomic_write` of `data`."""
-    atomic_write(path, lambda f: f.write(data))
+    """`atomic_write` of `data`; `WriteError` if it cannot be written."""
+    try:
+        atomic_write(path, lambda f: f.write(data))
+    except OSError as error:
+        raise write_error(path, len(data), error.errno) from error
 
 
 def _umask() -> int:
@@ -44,11 +71,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
-    """Appends one JSON line and flushes it to disk, so a crash loses at most the line being written."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Appends one JSON line and flushes it to disk, so a crash loses at most the line being written (a line
+    torn by a full disk is dropped by `read_jsonl`); `WriteError` if it cannot be written."""
+    line = json.dumps(record, sort_keys=True) + "\n"
+    try:
+        with open(path, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as error:
+        raise write_error(path, len(line.encode()), error.errno) from error
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -20,6 +20,13 @@ _TAGS = {
     # under the initialisation key: the pixel shuffle of shuffled_mask_retrain's mask
     "shuffle_mask": zlib.crc32(b"shuffle_mask"),
     "locality": zlib.crc32(b"locality"),  # the permutation null of the locality measure; far above epoch numbers
+    # online training (blasso_jax.data.nlgp_online): its input stream and held-out draws; step s folds in s under
+    # "online_data", and a step's key gives its labels and its noise
+    "online_data": zlib.crc32(b"online_data"),
+    "online_validation": zlib.crc32(b"online_validation"),
+    "online_test": zlib.crc32(b"online_test"),
+    "online_label": 0,
+    "online_noise": 1,
     # under an epoch's key; step i folds in i under "steps"
     "order": 0,
     "steps": 1,

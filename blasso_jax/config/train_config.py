@@ -11,11 +11,12 @@ import jax.numpy as jnp
 
 from blasso_jax.common import parallel
 from blasso_jax.config.presets import PRESETS
+from blasso_jax.data import augment
 from blasso_jax.models.networks import KERNEL_SIZES, MODELS, create_model
 
 PRECISION_DTYPES = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
 PRECISIONS = tuple(PRECISION_DTYPES)
-AUGMENTS = ("auto", "fast_autoaugment", "crop_flip", "crop", "none")
+AUGMENTS = augment.AUGMENT_NAMES
 NONFINITE_POLICIES = ("stop", "skip")
 
 

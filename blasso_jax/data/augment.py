@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from blasso_jax.common import rng
+from blasso_jax.common.paper import paper_dataset
 from blasso_jax.data import autoaugment
 
 # Fast AutoAugment per dataset kind: (the authors' searched policy, the crop/flip that follows it, the side of
@@ -25,6 +26,43 @@ FAST_AUTOAUGMENT = {
     "fast_autoaugment_svhn": ("fa_reduced_svhn", "crop", 20),
 }
 AUGMENT_POLICIES = (*FAST_AUTOAUGMENT, "crop_flip", "crop", "none")
+# What a config's `augment` may say: a policy by its kind, or 'auto' for the data's default (`resolve`).
+AUGMENT_NAMES = ("auto", "fast_autoaugment", "crop_flip", "crop", "none")
+
+
+def resolve(requested: str, dataset: str, channels: int = 3, images: bool = True) -> str:
+    """The policy an augmentation name means for data named `dataset`, the one meaning that training and every
+    benchmark use: 'auto' is the data's default (`default_policy`), 'fast_autoaugment' the authors' policy for
+    it, a policy's own name itself. Float signals (`images` False, NLGP) take none: crops and flips are image
+    operations."""
+    if requested not in (*AUGMENT_NAMES, *AUGMENT_POLICIES):
+        raise ValueError(
+            f"augment {requested!r} is not one of {', '.join(dict.fromkeys(AUGMENT_NAMES + AUGMENT_POLICIES))}"
+        )
+    if not images:
+        if requested not in ("auto", "none"):
+            raise ValueError(f"augment {requested!r} does not apply to {dataset!r} (float signals); use auto or none")
+        return "none"
+    if requested == "auto":
+        return default_policy(dataset, channels)
+    if requested == "fast_autoaugment":
+        return "fast_autoaugment_svhn" if paper_dataset(dataset) == "svhn_cropped" else "fast_autoaugment_cifar"
+    return requested
+
+
+def default_policy(dataset: str, channels: int) -> str:
+    """What 'auto' means: the paper's Fast AutoAugment for its datasets (CIFAR-10/100, SVHN, or a local copy named
+    after one), else crop+flip, with no flips for digits (a mirrored digit is another symbol)."""
+    if paper_dataset(dataset) is not None and channels == 3:
+        return resolve("fast_autoaugment", dataset)
+    if dataset == "synthetic":
+        # Synthetic classes are pixel-aligned templates: shifting or mirroring them would only blur
+        # the signal a smoke run needs to see its loss fall.
+        return "none"
+    if "svhn" in dataset.lower() or "mnist" in dataset.lower() or channels != 3:
+        # Grayscale data of unknown kind is often digits or letters, which a flip changes.
+        return "crop"
+    return "crop_flip"
 
 
 def prepare_batch(

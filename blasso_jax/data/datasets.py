@@ -16,8 +16,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from blasso_jax.common.paper import paper_dataset
-from blasso_jax.data import nlgp
+from blasso_jax.data import augment, nlgp
 from blasso_jax.data.geometry import Geometry
 from blasso_jax.data.local_data import NPZ_KEYS, SPLITS, Splits, cache_root, load_local
 
@@ -129,42 +128,8 @@ def _make_dataset(name: str, splits: Splits, validation_size: int, seed: int, tr
         class_names=splits.class_names,
         mean=mean,
         std=std,
-        augment=_default_augment(name, channels) if x_train.dtype == np.uint8 else "none",
+        augment=augment.resolve("auto", name, channels, images=x_train.dtype == np.uint8),
     )
-
-
-def augment_policy(requested: str, dataset: Dataset) -> str:
-    """The `blasso_jax.data.augment` policy a config's `augment` means for `dataset`: 'auto' is the dataset's default,
-    'fast_autoaugment' the authors' SVHN policy for SVHN and their CIFAR one otherwise. Float signals (NLGP)
-    take no augmentation: crops and flips are image operations."""
-    if dataset.x_train.dtype != np.uint8 and requested not in ("auto", "none"):
-        raise ValueError(f"augment {requested!r} does not apply to {dataset.name!r} (float signals); use auto or none")
-    if requested == "auto":
-        return dataset.augment
-    if requested == "fast_autoaugment":
-        return _fast_autoaugment_policy(dataset.name)
-    return requested
-
-
-def _fast_autoaugment_policy(name: str) -> str:
-    """The authors' SVHN policy for SVHN (or a copy named after it), their CIFAR one for anything else."""
-    return "fast_autoaugment_svhn" if paper_dataset(name) == "svhn_cropped" else "fast_autoaugment_cifar"
-
-
-def _default_augment(name: str, channels: int) -> str:
-    """The usual policy for the data: the paper's Fast AutoAugment for its datasets (CIFAR-10/100, SVHN, or a
-    local copy named after one), else crop+flip, with no flips for digits (a mirrored digit is another symbol)."""
-    lowered = name.lower()
-    if paper_dataset(name) is not None and channels == 3:
-        return _fast_autoaugment_policy(name)
-    if name == "synthetic":
-        # Synthetic classes are pixel-aligned templates: shifting or mirroring them would only blur
-        # the signal a smoke run needs to see its loss fall.
-        return "none"
-    if "svhn" in lowered or "mnist" in lowered or channels != 3:
-        # Grayscale data of unknown kind is often digits or letters, which a flip changes.
-        return "crop"
-    return "crop_flip"
 
 
 def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -63,6 +63,17 @@ def cells(records: Sequence[dict]) -> list[Cell]:
     return result
 
 
+def first_seen(folders: Sequence[Sequence[dict]]) -> list[dict]:
+    """The records of several evidence folders, leaving out a label that an earlier folder already holds: a cell
+    over seeds (e.g. `cpu_augment/`) comes first, and a grid folder's seed-0 run of the same cell is not drawn again."""
+    seen: set[str] = set()
+    kept = []
+    for records in folders:
+        kept += [r for r in records if r["label"] not in seen]
+        seen |= {r["label"] for r in records}
+    return kept
+
+
 def tuned_reference(all_cells: Sequence[Cell], method: str = "sgd") -> Cell:
     """The cell of `method` with the best mean validation accuracy (the first in label order among equals)."""
     candidates = [c for c in all_cells if c.method == method]

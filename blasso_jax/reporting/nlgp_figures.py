@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blasso_jax.data.geometry import Geometry
+from blasso_jax.data.geometry import LINES, Geometry
 from blasso_jax.reporting import style
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def plot_receptive_fields(
 
     Args:
       panels: title -> kernel `[sites, units]` (one channel).
-      geometry: the ring (each panel one units × sites image) or torus (each panel `units` small maps).
+      geometry: a ring or line (each panel one units × sites image), or a torus or image (each panel `units` maps).
       units: the most units drawn per panel on a torus (the first in peak order).
       columns: panels per row.
 
@@ -50,15 +50,15 @@ def plot_receptive_fields(
     if not panels:
         raise ValueError("no receptive-field panels to draw")
     rows = -(-len(panels) // columns)
-    tiles = 1 if geometry.kind == "ring" else units
-    fig = style.new_figure(figsize=(3.8 * columns, (2.5 if geometry.kind == "ring" else 1.9) * rows))
+    tiles = 1 if geometry.kind in LINES else units
+    fig = style.new_figure(figsize=(3.8 * columns, (2.5 if geometry.kind in LINES else 1.9) * rows))
     grids = fig.subfigures(rows, columns, squeeze=False).ravel()
     for grid, (title, kernel) in zip(grids, panels.items()):
         kernel = np.asarray(kernel, np.float64)[:, _sorted_units(np.asarray(kernel))]
         scale = np.abs(kernel).max(0)
         normalised = kernel / np.where(scale > 0, scale, 1.0)
         axes = grid.subplots(1, tiles, squeeze=False).ravel()
-        if geometry.kind == "ring":
+        if geometry.kind in LINES:
             image = axes[0].imshow(normalised.T, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="none")
             axes[0].set(xlabel="site", ylabel="unit (by peak site)")
         else:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from blasso_jax.common import files
-from blasso_jax.reporting import evidence_tables, nlgp_tables
+from blasso_jax.reporting import evidence_tables, nlgp_online_report, nlgp_tables
 
 RESULTS = Path("docs/results")
 DOCUMENTS = (Path("README.md"), Path("docs/results.md"))  # with every docs/results/*/table.md that has markers
@@ -35,6 +35,10 @@ TABLES: dict[str, Callable[..., str]] = {
     "gain_sweep": nlgp_tables.gain_sweep,
     "lambda_selection": nlgp_tables.lambda_selection,
     "differences": nlgp_tables.differences,
+    "online_setting": nlgp_online_report.online_setting,
+    "online_grid": nlgp_online_report.online_grid,
+    "online_differences": nlgp_online_report.online_differences,
+    "online_lambda_selection": nlgp_online_report.online_lambda_selection,
 }
 OPTIONS: dict[str, Callable[[str], object]] = {
     "labels": lambda value: [label.strip() for label in value.split(";") if label.strip()],

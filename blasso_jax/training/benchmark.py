@@ -285,11 +285,12 @@ def benchmark_epochs(
     num_examples: int = 50_000,
     epochs: int = 5,
     warmup: int = 1,
-    policy: str = "crop_flip",
     matmul_size: int | None = None,
 ) -> dict[str, Any]:
-    """Times `epochs` epochs (after `warmup`) of `step.make_train_epoch` on random uint8 images on device."""
+    """Times `epochs` epochs (after `warmup`) of `step.make_train_epoch` on random uint8 images on device, with
+    the augmentation training would use on `config.dataset` (`augment.resolve`)."""
     config = validate(config, jax.device_count())
+    policy = augment.resolve(config.augment, config.dataset, image_shape[-1])
     steps_per_epoch = num_examples // config.batch_size
     epoch_fn, state, x, y = _epoch_on_random_images(config, image_shape, num_classes, num_examples, policy)
     compile_seconds, times, totals, cost = _time_epochs(epoch_fn, state, x, y, warmup, epochs)

@@ -3,20 +3,27 @@
 One orbax `CheckpointManager` keeps the last k checkpoints and the one of best validation accuracy: a
 best epoch that is also a regular checkpoint is written once, and the best checkpoint is never newer
 than the newest one, so resuming from the newest never has to delete it.
+
+A checkpoint that cannot be written (a full disk) ends the run with one `files.WriteError` line; its partial
+temporary directory is removed, and `--resume` continues from the newest complete checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from blasso_jax.common import parallel
+from blasso_jax.common import files, parallel
 
 
 def _orbax():
@@ -63,6 +70,32 @@ def _manager(path: Path, keep: int | None = None):
     return ocp.CheckpointManager(path, options=options)
 
 
+def _os_error_code(error: BaseException) -> int | None:
+    """The errno of an OS error: an OSError's own, or the `os_error_code` TensorStore writes into its message."""
+    if isinstance(error, OSError):
+        return error.errno
+    found = re.search(r"os_error_code='?(\d+)", str(error))
+    return int(found.group(1)) if found else None
+
+
+class _DropThreadTracebacks(logging.Filter):
+    """Drops orbax's logged tracebacks of its worker threads: the same exception reaches the caller of `save`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and "orbax" in record.pathname)
+
+
+@contextlib.contextmanager
+def _orbax_thread_errors_hidden() -> Iterator[None]:
+    """While it lasts, orbax's threads log no tracebacks through absl (their exceptions are re-raised to us)."""
+    absl_logger, quiet = logging.getLogger("absl"), _DropThreadTracebacks()
+    absl_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(quiet)
+
+
 # `(old optimizer state as read, its step, today's optimizer state) -> the old one in today's layout`; raises if it
 # cannot tell the old layout.
 Upgrade = Callable[[Any, Any, Any], Any]
@@ -82,13 +115,41 @@ class Checkpoints:
 
     def __init__(self, workdir: Path, keep: int):
         self.workdir = workdir
+        self.keep = keep
         self.manager = _manager(workdir / "checkpoints", keep)
 
     def save(self, epoch: int, state: Any, val_accuracy: float | None = None) -> None:
-        """Saves `state` at `epoch`; `val_accuracy` ranks it for the best checkpoint (None: never the best)."""
+        """Saves `state` at `epoch`; `val_accuracy` ranks it for the best checkpoint (None: never the best).
+
+        A write that fails with an OS error (a full disk) removes the partial checkpoint and raises
+        `files.WriteError`; orbax's threads log nothing of it, the error carries what they would.
+        """
         metrics = None if val_accuracy is None else {"val_accuracy": val_accuracy, "epoch": epoch}
-        self.manager.save(epoch, args=_orbax().args.StandardSave(checkpointed_tree(state)), metrics=metrics, force=True)
-        self.manager.wait_until_finished()
+        tree = checkpointed_tree(state)
+        try:
+            with _orbax_thread_errors_hidden():
+                self.manager.save(epoch, args=_orbax().args.StandardSave(tree), metrics=metrics, force=True)
+                self.manager.wait_until_finished()
+        except Exception as error:  # TensorStore reports an OS error as a ValueError naming its code
+            code = _os_error_code(error)
+            if code is None:
+                raise
+            if parallel.is_writer():
+                for partial in (self.workdir / "checkpoints").glob(f"{epoch}.orbax-checkpoint-tmp*"):
+                    shutil.rmtree(partial, ignore_errors=True)
+            raise files.write_error(self.workdir / "checkpoints" / str(epoch), tree_bytes(tree), code) from error
+
+    def warn_if_short(self, size: int, epochs: int, log: Callable[[str], None]) -> None:
+        """One line through `log` when the workdir's disk cannot hold what a run of `epochs` keeps at once: the
+        last `keep` checkpoints, the best and the one being written (`size` bytes each; those there count)."""
+        count = min(self.keep + 2, epochs) - len(self.manager.all_steps())
+        free = shutil.disk_usage(self.workdir).free
+        if count > 0 and free < count * size:
+            log(
+                f"warning: {free / 2**20:,.1f} MiB free in {self.workdir}, short of the {count * size / 2**20:,.1f} "
+                f"MiB that {count} more checkpoints of {size / 2**20:,.1f} MiB need (the last {self.keep}, the best "
+                "and the one being written); free space or choose another --workdir"
+            )
 
     def restore(
         self, state: Any, log: Callable[[str], None] = print, upgrade: Upgrade | None = None

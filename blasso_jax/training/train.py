@@ -25,6 +25,7 @@ import numpy as np
 from blasso_jax.common import files, parallel, rng, stopping
 from blasso_jax.common.progress import Progress, log
 from blasso_jax.config.train_config import TrainConfig, model_from_config
+from blasso_jax.data import augment
 from blasso_jax.data import datasets as data_lib
 from blasso_jax.data import permute as permute_lib
 from blasso_jax.methods import registry as methods
@@ -133,7 +134,7 @@ def _start(
         if stop_after is not None and done is not None and stop_after <= done:
             raise ValueError(f"stop_after {stop_after} is not after the checkpoint of epoch {done} in {workdir}")
     dataset = load_data(config)
-    policy = data_lib.augment_policy(config.augment, dataset)
+    policy = augment.resolve(config.augment, dataset.name, dataset.image_shape[-1], dataset.x_train.dtype == np.uint8)
     steps_per_epoch = len(dataset.x_train) // config.batch_size
     model = model_from_config(config, dataset.num_classes, dataset.image_shape)
     mesh = parallel.make_mesh(model_parallel=config.model_parallel)
@@ -155,6 +156,8 @@ def _start(
     checkpoints = Checkpoints(workdir, config.keep_checkpoints)
     run = RunState(config, method, workdir, dataset, policy, steps_per_epoch, mesh, state, checkpoints, lock)
     _log_start(run)
+    if parallel.is_writer():
+        checkpoints.warn_if_short(tree_bytes(checkpointed_tree(run.state)), config.epochs, log)
     if resume:
         _restore(run)
     return run
