@@ -9,16 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax.analysis import measures as analysis
-from blasso_jax.common import rng
-from blasso_jax.config import train_config as config_lib
-from blasso_jax.data import nlgp
 from blasso_jax.data.geometry import Geometry
-from blasso_jax.models.counting import FIRST_LAYER
 from blasso_jax.reporting import nlgp_figures, rendered_docs, style
 from blasso_jax.reporting.nlgp_tables import KIND_LABELS
 from blasso_jax.training import sweep
@@ -84,20 +77,3 @@ def draw_figures(
     for group in (g for g in groups if g[0]["arm"] in sweep_arms):
         points.setdefault(_label(group[0]), {})[group[0]["gain"]] = [r["locality"] for r in group]
     style.save_figure(nlgp_figures.plot_gain_sweep(points, styles), out / "nlgp_gain_sweep")
-
-
-def point(epoch: int, summary: dict[str, Any], nonzeros: int, val: float | None) -> dict[str, Any]:
-    """One point of a run's locality curve: the summary's headline numbers, layer-1 non-zeros, validation accuracy."""
-    keys = ("ratio_median", "ratio_ge2_fraction", "ipr_median", "share_median", "null_median", "units")
-    return {"epoch": epoch, **{k: summary.get(k) for k in keys}, "nonzeros_layer1": nonzeros, "val_accuracy": val}
-
-
-def initial_point(config: config_lib.TrainConfig) -> dict[str, Any]:
-    """Locality at initialisation (epoch 0): the trainer's first layer before any step, measured as it measures."""
-    spec = nlgp.parse_spec(config.dataset)
-    model = config_lib.model_from_config(config, 2, spec.image_shape)
-    params = model.init(rng.init_key(config.seed), jnp.zeros((1, *spec.image_shape)), train=False)["params"]
-    kernel = params[FIRST_LAYER]["kernel"]
-    key = rng.child(jax.random.key(config.seed), "locality")
-    summary = analysis.first_layer_locality(kernel, spec.image_shape, spec.geometry, key)
-    return point(0, summary, int(np.count_nonzero(kernel)), None)

@@ -1,6 +1,6 @@
 """Ingrosso & Goldt's figure on their own setting, and the β-LASSO question asked of it: its training streams.
 
-`python -m experiments.nlgp --setting=ingrosso_goldt` calls `reporting.nlgp_runs.run_plan`, which calls
+`python -m experiments.nlgp --setting=ingrosso_goldt` calls `reporting.nlgp_online_runs.run_plan`, which calls
 `train_plan`. For each dataset (NLGP and its Gaussian control) and seed, one input stream trains every arm at once
 (`training.online.advance`): SGD, and SGD + L1 (β=0), β-LASSO β=1 and β=50 at every λ of the grid, from the same
 initialisation on the same inputs. λ of each L1 arm is chosen per dataset and seed by accuracy on a held-out

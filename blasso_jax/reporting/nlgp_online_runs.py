@@ -1,6 +1,6 @@
-"""The NLGP experiments from an entry point's options to their outputs: Ingrosso & Goldt's online setting
-(`run_options`, `run_plan`: the streams of `training.online_streams`, then `table.md` rendered from their JSONs by
-`rendered_docs` and the figures of `nlgp_online_report`)."""
+"""Ingrosso & Goldt's online setting from an entry point's options to its outputs (`run_options`, `run_plan`): the
+streams of `training.online_streams`, then `table.md` rendered from their JSONs by `rendered_docs` and the figures
+of `nlgp_online_report`."""
 
 from __future__ import annotations
 
