@@ -15,6 +15,7 @@ from pathlib import Path
 
 from blasso_jax.models.counting import FIRST_LAYER
 from blasso_jax.reporting import style
+from blasso_jax.training.selection import best_by_validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ def tuned_reference(all_cells: Sequence[Cell], method: str = "sgd") -> Cell:
     candidates = [c for c in all_cells if c.method == method]
     if not candidates:
         raise ValueError(f"no {method} cell among {[c.label for c in all_cells]}: the radius needs a reference")
-    return max(candidates, key=lambda c: c.val)
+    return best_by_validation(candidates, lambda c: c.val)
 
 
 def plot_frontier(records: Sequence[dict], path_without_suffix: str | Path, title: str = "") -> list[Path]:

@@ -36,6 +36,7 @@ from blasso_jax.models.counting import FIRST_LAYER
 from blasso_jax.reporting import report
 from blasso_jax.sparse import export
 from blasso_jax.training import train
+from blasso_jax.training.selection import best_by_validation
 
 MAIN_GAIN = 10.0
 DATA = {"dim": 40, "xi": "1:3", "ndim": 1, "train": 40_000, "test": 5_000}
@@ -201,7 +202,7 @@ def select_lambdas(base, data, arms, lambdas, root: Path, results_dir: Path) -> 
         for l1 in lambdas:
             record = run_cell(base, data, Cell("nlgp", MAIN_GAIN, arm, l1, 0), root, results_dir)
             scores[l1] = record["val_accuracy"]
-        chosen[arm.key] = max(lambdas, key=lambda l1: (scores[l1], -l1))
+        chosen[arm.key] = best_by_validation(sorted(lambdas), scores.get)  # the smaller λ among equals
     return chosen
 
 

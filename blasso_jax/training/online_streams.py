@@ -28,6 +28,7 @@ from blasso_jax.common import files, rng
 from blasso_jax.data import nlgp_online as online
 from blasso_jax.training import online as loop
 from blasso_jax.training import summary
+from blasso_jax.training.selection import best_by_validation
 
 # key -> (label, β, whether λ is chosen from the grid); SGD is λ = β = 0 of the same transform.
 ARMS = {
@@ -124,13 +125,13 @@ def train_stream(plan: Plan, kind: str, seed: int, runs: list[tuple[str, float]]
 
 
 def choose(plan: Plan, result: dict[str, Any]) -> dict[str, int]:
-    """arm -> index of its run in the stream: the best validation accuracy over its λ (the smaller λ among equals;
-    `_chosen_l1` applies the same rule to a stored `selection`)."""
+    """arm -> index of its run in the stream: the best validation accuracy over its λ (`best_by_validation` over
+    ascending λ: the smaller λ among equals; `_chosen_l1` applies the same rule to a stored `selection`)."""
     accuracy = result["held_out"]["validation"]["accuracy"]
     chosen = {}
     for arm in plan.arms:
-        indices = [i for i, (a, _) in enumerate(result["runs"]) if a == arm]
-        chosen[arm] = max(indices, key=lambda i: (accuracy[i], -result["runs"][i][1]))
+        indices = sorted((i for i, (a, _) in enumerate(result["runs"]) if a == arm), key=lambda i: result["runs"][i][1])
+        chosen[arm] = best_by_validation(indices, lambda i: accuracy[i])
     return chosen
 
 
@@ -256,7 +257,7 @@ def _same_choice(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
 
 def _chosen_l1(chosen_by: dict[str, Any]) -> float:
     """The λ a `selection` picked: the best validation accuracy, the smaller λ among equals."""
-    return max(chosen_by["grid"], key=lambda g: (g["val_accuracy"], -g["l1"]))["l1"]
+    return best_by_validation(sorted(chosen_by["grid"], key=lambda g: g["l1"]), lambda g: g["val_accuracy"])["l1"]
 
 
 def train_plan(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """Model selection by validation accuracy, the paper's rule, written once: the best epoch of a run (records, its
-summary and best checkpoint) and the best point of a grid (`sweep.run_grid`) are chosen by it."""
+summary and best checkpoint), the best point of a grid (`sweep.run_grid`) and NLGP's λ (`reporting.nlgp_grid`,
+`online_streams`: over ascending λ, so the smaller λ among equals) are chosen by it."""
 
 from __future__ import annotations
 
