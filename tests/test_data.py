@@ -21,6 +21,9 @@ from blasso_jax.common import rng as streams
 from blasso_jax.data import augment, local_data
 from blasso_jax.data import datasets as data
 
+# Its module-scoped runs are trained once: every test of this file on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_data")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CIFAR_TARBALL = SHARED_DATA / "cifar10_jpeg_q75_images.tar.gz"

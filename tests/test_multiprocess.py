@@ -23,7 +23,7 @@ def launch(workdir, devices_per_process, processes, *extra):
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices_per_process}",
         "PYTHONPATH": str(ROOT),
     }
     command = [sys.executable, "-m", "experiments.table2", "--config=smoke", f"--workdir={workdir}", *extra]

@@ -17,6 +17,9 @@ from blasso_jax.optim import pruning, pruning_transforms
 from blasso_jax.optim import transforms as optim
 from blasso_jax.training import records, rundir, train
 
+# Its module-scoped runs are trained once: every test of this file on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_pruning")
+
 
 def test_keep_mask_holds_masked_weights_at_exact_zero_and_leaves_the_rest_to_the_chain():
     rng = np.random.default_rng(0)

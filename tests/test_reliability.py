@@ -28,6 +28,8 @@ from blasso_jax.models import networks as models
 from blasso_jax.training import checkpoints, rundir, step, train
 from experiments import table2
 
+# Its module-scoped runs are trained once: every test of this file on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_reliability")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -153,7 +155,7 @@ def test_a_signal_checkpoints_the_epoch_and_resume_matches_an_uninterrupted_run(
     config_flags, straight = SIGNAL_RUN, uninterrupted_signal_run
 
     stopped = tmp_path / "stopped"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # conftest's XLA_FLAGS: 8 devices
     process = subprocess.Popen(
         [sys.executable, "-m", "experiments.table2", *config_flags, f"--workdir={stopped}"],
         cwd=tmp_path,  # entry points run from any directory

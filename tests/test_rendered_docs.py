@@ -76,6 +76,31 @@ def test_the_targets_count_the_seeds_that_meet_them():
     assert compact == f"{shrink.mean():.2f} ± {shrink.std(ddof=1):.2f}: {int((shrink <= 0.6).sum())} of 3"
 
 
+def test_the_momentum_targets_read_layer_one_density_and_the_paired_gap():
+    records = evidence_tables.read_folder(RESULTS / "cpu_locality")
+    blasso = sorted((r for r in records if r["method"] == "blasso"), key=lambda r: r["seed"])
+    first = [100 * r["nonzero_per_layer"]["layer1"] / r["dense_per_layer"]["layer1"] for r in blasso]
+    best = {(r["method"], r["seed"]): 100 * r["test_accuracy"]["best"] for r in records}
+    gaps = np.array([best["blasso", s] - best["sgd", s] for s in (0, 1, 2)])
+    table = rendered_docs.table('cpu_locality/targets targets=momentum labels="β-LASSO β=1"', RESULTS)
+    density = _cell(table, "| β-LASSO β=1 |", "layer-1 non-zero % ≤ 1")
+    assert density == f"{np.mean(first):.2f} ± {np.std(first, ddof=1):.2f}: {sum(d <= 1 for d in first)} of 3"
+    accuracy = _cell(table, "| β-LASSO β=1 |", "test % − reference's ≥ +1 (best val)")
+    assert accuracy == f"{gaps.mean():.2f} ± {gaps.std(ddof=1):.2f}: {int((gaps >= 1).sum())} of 3"
+    with pytest.raises(ValueError, match="unknown target set 'paper'; sets: cpu_locality, momentum"):
+        rendered_docs.table("cpu_locality/targets targets=paper", RESULTS)
+
+
+def test_the_grid_table_shows_the_validation_accuracy_that_chooses_a_cell():
+    records = evidence_tables.read_folder(RESULTS / "cpu_locality")
+    val = [100 * r["val_accuracy"]["best"] for r in records if r["method"] == "sgd"]
+    test = [100 * r["test_accuracy"]["best"] for r in records if r["method"] == "sgd"]
+    table = rendered_docs.table("cpu_locality/grid", RESULTS)
+    assert _cell(table, "| SGD (reference) |", "val % (best)") == f"{np.mean(val):.2f} ± {np.std(val, ddof=1):.2f}"
+    assert _cell(table, "| SGD (reference) |", "test % (best val)").startswith(f"{np.mean(test):.2f} ± ")
+    assert _cell(table, "| SGD (reference) |", "radius px (÷ reference's)").endswith("(÷ 1.00)")
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -24,6 +24,8 @@ from blasso_jax.config import train_config as config_lib
 from blasso_jax.training import checkpoints, rundir, summary, train
 from experiments import table2
 
+# Its module-scoped runs are trained once: every test of this file on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_resume")
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = ["--config=smoke", "--epochs=6", "--checkpoint_every=1", "--keep_checkpoints=2", "--locality_every=0"]
 
@@ -77,7 +79,7 @@ def _same_run(a, b):
 @pytest.mark.parametrize("moment", ["before", "after"])
 def test_a_run_killed_around_a_checkpoint_resumes_to_the_same_result(tmp_path, straight, moment):
     workdir = tmp_path / "killed"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = {**os.environ}  # conftest's XLA_FLAGS: 8 devices
     command = [sys.executable, "-c", _DIE_AT, moment, "3", *CONFIG, f"--workdir={workdir}"]
     assert subprocess.run(command, cwd=REPO, env=env, capture_output=True).returncode == 9
     lines = [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")]
@@ -88,7 +90,7 @@ def test_a_run_killed_around_a_checkpoint_resumes_to_the_same_result(tmp_path, s
 
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, straight):
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # conftest's XLA_FLAGS: 8 devices
     process = subprocess.Popen(
         [sys.executable, "-m", "experiments.table2", *CONFIG, f"--workdir={killed}"],
         cwd=REPO,

@@ -135,6 +135,31 @@ def methods_table(folders: Folders, labels: Sequence[str] | None = None, referen
     return text.markdown_table(_with_folder(METHOD_HEADERS, folders), rows)
 
 
+def grid_table(folders: Folders, labels: Sequence[str] | None = None, reference: str = "SGD") -> str:
+    """One row per grid cell: the validation accuracy that chooses a cell (at the best epoch, mean over seeds) beside
+    the test accuracy at that epoch, layer 1's density and its locality, the radius against `reference`'s."""
+
+    def rows(name: str, label: str, runs: list[Record], ref: list[Record] | None) -> list[list[str]]:
+        shrink = paired(runs, ref or (), lambda run, other: _radius(run) / _radius(other))
+        first = next(iter(runs[0]["dense_per_layer"]))
+        return [
+            [
+                label + (" (reference)" if runs is ref else ""),
+                ", ".join(str(r["seed"]) for r in runs),
+                _stat([100 * r["val_accuracy"]["best"] for r in runs]),
+                _stat([best(r) for r in runs]),
+                f"{statistics.mean(_density(r, first) for r in runs):.2f}",
+                _stat([r["locality"]["ratio_median"] for r in runs]),
+                _stat([r["locality"]["ratio_ge2_fraction"] for r in runs]),
+                _stat([_radius(r) for r in runs], 1) + (f" (÷ {statistics.mean(shrink):.2f})" if shrink else ""),
+            ]
+        ]
+
+    headers = ("method", "seeds", "val % (best)", "test % (best val)", "layer-1 non-zero %", "ratio median")
+    headers += ("units at ratio ≥ 2", "radius px (÷ reference's)")
+    return text.markdown_table(_with_folder(headers, folders), _rows(folders, labels, reference, rows))
+
+
 def _window_share(record: Record, level: str) -> str:
     locality = record["locality"]
     return f"{locality['window_share_median'] / locality[level]:.2f}"
@@ -175,7 +200,7 @@ class Target:
     meets: Callable[[float], bool]
 
 
-TARGETS = (
+CPU_LOCALITY_TARGETS = (
     Target("median ratio ≥ 2.5", lambda r, ref: r["locality"]["ratio_median"], lambda v: v >= 2.5),
     Target("units at ratio ≥ 2: ≥ 0.5", lambda r, ref: r["locality"]["ratio_ge2_fraction"], lambda v: v >= 0.5),
     Target("radius ÷ reference's ≤ 0.6", lambda r, ref: _radius(r) / _radius(ref), lambda v: v <= 0.6),
@@ -184,19 +209,33 @@ TARGETS = (
 )
 
 
-def targets_table(folders: Folders, labels: Sequence[str] | None = None, reference: str = "SGD") -> str:
-    """Per method and target: the value of each seed against the reference run of that seed, mean ± std over
-    those seeds, and how many of them meet the target."""
+MOMENTUM_TARGETS = (  # issue 27's, for a β-LASSO-family cell with layer 1 at ≤ 1 % against the tuned SGD
+    Target("layer-1 non-zero % ≤ 1", lambda r, ref: _density(r, next(iter(r["dense_per_layer"]))), lambda v: v <= 1),
+    Target("test % − reference's ≥ +1 (best val)", lambda r, ref: best(r) - best(ref), lambda v: v >= 1),
+    Target("median ratio ≥ 2.0", lambda r, ref: r["locality"]["ratio_median"], lambda v: v >= 2.0),
+    Target("radius ÷ reference's ≤ 0.6", lambda r, ref: _radius(r) / _radius(ref), lambda v: v <= 0.6),
+)
+TARGET_SETS = {"cpu_locality": CPU_LOCALITY_TARGETS, "momentum": MOMENTUM_TARGETS}
+
+
+def targets_table(
+    folders: Folders, labels: Sequence[str] | None = None, reference: str = "SGD", targets: str = "cpu_locality"
+) -> str:
+    """Per method and target of the set `targets` (a key of TARGET_SETS): the value of each seed against the
+    reference run of that seed, mean ± std over those seeds, and how many of them meet the target."""
+    if targets not in TARGET_SETS:
+        raise ValueError(f"unknown target set {targets!r}; sets: {', '.join(TARGET_SETS)}")
+    chosen = TARGET_SETS[targets]
 
     def rows(name: str, label: str, runs: list[Record], ref: list[Record] | None) -> list[list[str]]:
         seeds = paired(runs, ref or (), lambda run, _: run["seed"])
         cells = []
-        for target in TARGETS:
+        for target in chosen:
             values = paired(runs, ref or (), target.read)
             cells.append(f"{_stat(values)}: {sum(map(target.meets, values))} of {len(values)}" if values else "-")
         return [[label, ", ".join(map(str, seeds)), *cells]]
 
-    headers = ("method", "seeds", *(t.header for t in TARGETS))
+    headers = ("method", "seeds", *(t.header for t in chosen))
     return text.markdown_table(_with_folder(headers, folders), _rows(folders, labels, reference, rows))
 
 

@@ -8,7 +8,8 @@ A table sits between two markers, each on its own line:
 
 before the slash, the folders of `docs/results/` it reads (joined by '+', in the order shown); after it, a
 table of `TABLES`; then options: `labels` (the method labels to show, ';'-separated, in that order),
-`reference` (the label each row is compared with, default SGD) and `gain` (NLGP's main gain). `render`
+`reference` (the label each row is compared with, default SGD), `targets` (a target set of
+`evidence_tables.TARGET_SETS`) and `gain` (NLGP's main gain). `render`
 replaces what lies between the markers; JSONs added to a folder show up at the next rendering.
 """
 
@@ -30,6 +31,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "methods": evidence_tables.methods_table,
     "seeds": evidence_tables.seeds_table,
     "targets": evidence_tables.targets_table,
+    "grid": evidence_tables.grid_table,
     "times": evidence_tables.times_table,
     "main_grid": nlgp_tables.main_grid,
     "gain_sweep": nlgp_tables.gain_sweep,
@@ -44,6 +46,7 @@ OPTIONS: dict[str, Callable[[str], object]] = {
     "labels": lambda value: [label.strip() for label in value.split(";") if label.strip()],
     "reference": str,
     "gain": float,
+    "targets": str,
 }
 
 
