@@ -37,8 +37,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402  (XLA_FLAGS must be set first)
 import numpy as np  # noqa: E402
 
-from blasso_jax import augment, config, methods, parallel, step  # noqa: E402
-from blasso_jax.config import model_from_config  # noqa: E402
+from blasso_jax.common import parallel  # noqa: E402
+from blasso_jax.config import train_config as config  # noqa: E402
+from blasso_jax.config.train_config import model_from_config  # noqa: E402
+from blasso_jax.data import augment  # noqa: E402
+from blasso_jax.methods import registry as methods  # noqa: E402
+from blasso_jax.training import step  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--alpha", type=int, default=8)

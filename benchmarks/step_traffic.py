@@ -15,8 +15,12 @@ import re
 import jax
 import numpy as np
 
-from blasso_jax import augment, benchmark, config, methods, parallel, step
-from blasso_jax.config import model_from_config
+from blasso_jax.common import parallel
+from blasso_jax.config import train_config as config
+from blasso_jax.config.train_config import model_from_config
+from blasso_jax.data import augment
+from blasso_jax.methods import registry as methods
+from blasso_jax.training import benchmark, step
 
 ITEMSIZE = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "s64": 8, "u64": 8, "u8": 1, "s8": 1, "pred": 1}
 DEFINITION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (.+?) ([\w-]+)\((.*)$")

@@ -10,7 +10,11 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import augment, config, methods, parallel, step
+from blasso_jax.common import parallel
+from blasso_jax.config import train_config as config
+from blasso_jax.data import augment
+from blasso_jax.methods import registry as methods
+from blasso_jax.training import step
 
 ALPHA, IMAGES = 4, 256
 cfg = config.preset("smoke", alpha=ALPHA, batch_size=64, precision="bf16", augment="crop_flip")

@@ -15,13 +15,13 @@ bytes accessed) beside the analytic minimum, and their ratios: the traffic overh
 `--model_parallel=K` benchmarks the model-sharded layout. `--fit_table` trains nothing: it prints
 the largest S-FC and D-FC α whose train state, gradients, compute copy, activations and training
 set fit one device of `--device_gb` with kernels split K ways (`jax.eval_shape` and the real
-sharding rule; see `blasso_jax.benchmark.training_bytes_per_device`). `--augment_only` trains nothing either: it
+sharding rule; see `training.benchmark.training_bytes_per_device`). `--augment_only` trains nothing either: it
 times the augmentation of one batch (`--batch_size`, 512 by default) for every policy side by side, `--rounds` times
-(`blasso_jax.benchmark.time_augmentations`).
+(`blasso_jax.training.benchmark.time_augmentations`).
 
 `--sparse` trains nothing either: it times sparse against dense inference of S-FC with a random
 first-layer mask at each of `--densities`, for `--sparse_alphas` and `--batch_sizes`, and compares the sparse
-export's size with a dense `.npz` and an orbax checkpoint (`blasso_jax.sparse_benchmark`); with
+export's size with a dense `.npz` and an orbax checkpoint (`blasso_jax.sparse.benchmark`); with
 `--runs`, it times the models the runs exported (`<run>/sparse_params.npz`) instead.
 
 Model, α, method, precision and batch size come from the training flags (`--config` preset and
@@ -33,12 +33,13 @@ means what it means in training: 'auto' is Fast AutoAugment for CIFAR-10.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 from absl import app, flags
 
-from blasso_jax import benchmark, files, sparse_benchmark
+from blasso_jax.common import files
+from blasso_jax.sparse import benchmark as sparse_benchmark
+from blasso_jax.training import benchmark
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -56,12 +57,7 @@ train_flags.define_once(flags.DEFINE_float, "device_gb", 80.0, "device memory of
 train_flags.define_once(flags.DEFINE_bool, "augment_only", False, "time each augmentation of one batch, side by side")
 train_flags.define_once(flags.DEFINE_integer, "rounds", 50, "rounds of --augment_only (each policy once per round)")
 train_flags.define_once(flags.DEFINE_bool, "sparse", False, "time sparse vs dense S-FC inference and file sizes")
-train_flags.define_once(
-    flags.DEFINE_bool,
-    "crossover",
-    False,
-    "with --sparse: time S-FC's first layer alone, gather vs dense (the thresholds)",
-)
+train_flags.define_once(flags.DEFINE_bool, "crossover", False, "--sparse: S-FC's first layer alone, gather vs dense")
 train_flags.define_once(flags.DEFINE_list, "densities", ["0.003", "0.03", "0.3"], "--sparse: first-layer densities")
 train_flags.define_once(flags.DEFINE_list, "sparse_alphas", ["1", "4"], "--sparse: S-FC widths α")
 train_flags.define_once(flags.DEFINE_list, "batch_sizes", ["1", "512"], "--sparse: inference batch sizes")
@@ -69,58 +65,17 @@ train_flags.define_shared_flags("out", "runs")
 FLAGS = flags.FLAGS
 
 
-def fit_table() -> str:
-    """A markdown table: the largest α of S-FC and D-FC that fits one device, per model-parallel width K."""
-    widths = (1, 2, 4, 8)
-    config = train_flags.config_from_flags()
-    shape = {"image_shape": tuple(int(d) for d in FLAGS.image_shape), "num_classes": FLAGS.num_classes}
-    lines = [
-        f"| model ({config.precision}, batch {config.batch_size}) | " + " | ".join(f"K={k}" for k in widths) + " |",
-        "| --- |" + " --- |" * len(widths),
-    ]
-    for model in ("s-fc", "d-fc"):
-        cells = []
-        for k in widths:
-            alpha = benchmark.largest_alpha(config.replace(model=model), k, FLAGS.device_gb * 1e9, **shape)
-            gb = (
-                benchmark.training_bytes_per_device(config.replace(model=model, alpha=alpha), k, **shape)["total"] / 1e9
-            )
-            cells.append(f"α={alpha} ({gb:.1f} GB)")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def sparse_table() -> None:
-    """Prints (and with --out writes as JSON) the sparse inference and file-size benchmark, or with --crossover
-    the first layer's gather-vs-dense ratios."""
-    if FLAGS.runs:
-        rows = [
-            row
-            for run in FLAGS.runs
-            for row in sparse_benchmark.time_export(
-                Path(run) / "sparse_params.npz", [int(b) for b in FLAGS.batch_sizes]
-            )
-        ]
-        print(sparse_benchmark.export_markdown(rows))
-        if FLAGS.out:
-            files.atomic_write_json(FLAGS.out, rows)
-        return
-    if FLAGS.crossover:
-        rows = sparse_benchmark.layer_crossover(
-            [int(a) for a in FLAGS.sparse_alphas],
-            [_density(d) for d in FLAGS.densities],
-            [int(b) for b in FLAGS.batch_sizes],
-        )
-        print(sparse_benchmark.crossover_markdown(rows))
-        if FLAGS.out:
-            files.atomic_write_json(FLAGS.out, rows)
-        return
-    report = sparse_benchmark.run(
+    """Prints (and with --out writes as JSON) the sparse inference and file-size benchmark, the exports of --runs,
+    or with --crossover the first layer's gather-vs-dense ratios."""
+    table, report = sparse_benchmark.tables(
+        FLAGS.runs or (),
+        crossover=FLAGS.crossover,
         alphas=[int(a) for a in FLAGS.sparse_alphas],
         densities=[_density(d) for d in FLAGS.densities],
         batch_sizes=[int(b) for b in FLAGS.batch_sizes],
     )
-    print(sparse_benchmark.markdown(report))
+    print(table)
     if FLAGS.out:
         files.atomic_write_json(FLAGS.out, report)
 
@@ -134,7 +89,8 @@ def _density(text: str) -> float:
 
 def body() -> None:
     if FLAGS.fit_table:
-        print(fit_table())
+        shape = {"image_shape": tuple(int(d) for d in FLAGS.image_shape), "num_classes": FLAGS.num_classes}
+        print(benchmark.fit_table(train_flags.config_from_flags(), FLAGS.device_gb * 1e9, **shape))
         return
     if FLAGS.sparse:
         sparse_table()

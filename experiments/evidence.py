@@ -16,23 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags
 
-from blasso_jax import (
-    analysis,
-    evidence,
-    evidence_tables,
-    figures,
-    files,
-    frontier,
-    methods,
-    rendered_docs,
-    rundir,
-    sweep,
-    train,
-)
-from blasso_jax.counting import FIRST_LAYER
+from blasso_jax.reporting import evidence, evidence_tables, frontier, rendered_docs
+from blasso_jax.training import sweep
 from experiments import evidence_outputs
 from experiments import flags as train_flags
 
@@ -54,48 +41,6 @@ train_flags.define_once(flags.DEFINE_string, "frontier_out", None, "the frontier
 FLAGS = flags.FLAGS
 
 
-def write_run(run_dir: Path, out: Path) -> dict:
-    """The evidence JSON of one finished run, written to `<out>/<run directory name>.json`."""
-    if not (run_dir / "results.json").is_file():
-        raise ValueError(f"{run_dir} holds no finished run (results.json)")
-    config, _ = rundir.read_run_info(run_dir)
-    record = evidence.run_evidence(run_dir, train.load_data(config), FLAGS.window)
-    record["label"] = methods.get(config.method).label(config)
-    files.atomic_write_json(out / f"{run_dir.name}.json", record)
-    locality = record["locality"]
-    print(
-        f"{run_dir.name}: test {100 * record['test_accuracy']['best']:.2f} % (best val); ratio median "
-        f"{locality['ratio_median']:.2f}, {locality['ratio_ge2_fraction']:.2f} of units >= 2; radius "
-        f"{locality['radius_median']:.1f} px; cropped {100 * record['final_test_accuracy_window_cropped']:.2f} % "
-        f"of {100 * record['final_test_accuracy_uncropped']:.2f} %"
-    )
-    return record
-
-
-def write_kernel(run_dir: Path, out: Path) -> None:
-    """The run's final first-layer kernel as `<out>/layer1.npz` (key `kernel`, `[H*W*C, units]`, float16)."""
-    kernel = np.asarray(rundir.load_run(run_dir)[2]["params"][FIRST_LAYER]["kernel"], np.float16)
-    files.atomic_write(out / "layer1.npz", lambda f: np.savez_compressed(f, kernel=kernel))
-    print(f"layer1: {out / 'layer1.npz'} ({kernel.shape}, from {run_dir})")
-
-
-def write_figure4(run_dirs: list[Path], path: str) -> None:
-    """The 64 most local units (highest share ÷ own permutation null) of each run's first layer, side by side."""
-    panels, chosen = {}, {}
-    for run_dir in run_dirs:
-        config, dataset = rundir.read_run_info(run_dir)
-        shape = tuple(dataset["image_shape"])
-        kernel = np.asarray(rundir.load_run(run_dir)[2]["params"][FIRST_LAYER]["kernel"])
-        ratio = np.asarray(analysis.locality(kernel, shape, window=FLAGS.window)["ratio"], np.float64)
-        order = np.argsort(-np.nan_to_num(ratio, nan=-np.inf), kind="stable")
-        label = f"{methods.get(config.method).label(config)} ({run_dir.name})"
-        panels[label] = figures.fc_filters_as_images(kernel, shape)
-        caption = f"its 64 most local units, ratio {ratio[order[0]]:.2f} to {ratio[order[63]]:.2f}"
-        chosen[label] = (order[:64], caption)
-    figure = figures.plot_filters(panels, shape, k=64, chosen_units=chosen)
-    print(f"figure 4: {', '.join(map(str, figures.save_figure(figure, path)))}")
-
-
 def body() -> None:
     if FLAGS.render_docs:
         changed = rendered_docs.render_docs(Path.cwd())
@@ -112,11 +57,12 @@ def body() -> None:
     out = Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     for run_dir in FLAGS.runs or ():
-        write_run(Path(run_dir), out)
+        evidence.write_run(Path(run_dir), out, FLAGS.window)
     if FLAGS.kernel_from:
-        write_kernel(Path(FLAGS.kernel_from), out)
+        evidence.write_kernel(Path(FLAGS.kernel_from), out)
     if FLAGS.figure4:
-        write_figure4([Path(d) for d in FLAGS.figure4], FLAGS.figure4_out or str(out / "fig4_most_local"))
+        runs, path = [Path(d) for d in FLAGS.figure4], FLAGS.figure4_out or str(out / "fig4_most_local")
+        evidence.write_figure4(runs, path, FLAGS.window)
     if FLAGS.table:
         table = rendered_docs.render(f"<!-- evidence:{out.name}/methods -->\n{rendered_docs.CLOSE}", out.parent)
         figure = evidence_outputs.save_ratio_histogram(evidence_tables.read_folder(out), out / "ratio_histogram")

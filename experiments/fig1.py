@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from blasso_jax import figures, models, scaling_figures
+from blasso_jax.models import networks as models
+from blasso_jax.reporting import scaling_figures, style
 from experiments import flags as train_flags
 
 FIGURE_MODELS = ("s-conv", "s-local", "s-fc", "d-conv", "d-local", "d-fc")
@@ -43,7 +44,7 @@ def body() -> None:
     by_alpha, by_side = sizes()
     for name in FIGURE_MODELS:
         print(f"{name}: " + ", ".join(f"α={a}: {n:,}" for a, n in by_alpha[name].items()))
-    paths = figures.save_figure(scaling_figures.plot_sizes(by_alpha, by_side), FLAGS.out or "figures/fig1")
+    paths = style.save_figure(scaling_figures.plot_sizes(by_alpha, by_side), FLAGS.out or "figures/fig1")
     print(f"figure: {', '.join(map(str, paths))}")
 
 

@@ -20,79 +20,26 @@ in both; `<workdir>/fig2.md` holds the table.
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from absl import app, flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import figures, files, report, scaling_figures, sweep
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.methods.runs import run_name
+from blasso_jax.reporting import ladders as ladders_lib
+from blasso_jax.reporting import style
+from blasso_jax.training import sweep
 from experiments import flags as train_flags
-
-PAPER_ORDER = ("resnet18", "d-conv", "s-conv", "3-fc")  # fewest weights to fit, and best test accuracy, first
 
 train_flags.define_train_flags()
 flags.adopt_module_key_flags(train_flags)  # --help lists the training flags
 train_flags.define_shared_flags("seeds", "datasets", "out")
-train_flags.define_once(flags.DEFINE_list, "models", list(PAPER_ORDER), "architectures to train")
+train_flags.define_once(flags.DEFINE_list, "models", list(ladders_lib.PAPER_ORDER), "architectures to train")
 train_flags.define_once(flags.DEFINE_list, "alphas", ["1", "2", "4", "8", "16", "32", "64"], "α values")
 train_flags.define_once(
     flags.DEFINE_float, "fit_accuracy", 0.99, "train accuracy (fraction) a run must reach to count as fitting"
 )
 FLAGS = flags.FLAGS
-
-HEADERS = ("dataset", "model", "α", "weights", "epochs", "train % (final epoch)", "test % (best val)")
-
-
-class Rung(NamedTuple):
-    """One run of a model's width ladder; accuracies are fractions."""
-
-    alpha: int
-    weights: int
-    train_accuracy: float
-    test_accuracy: float
-
-
-def smallest_fitting(ladder: Sequence[Rung], fit_accuracy: float) -> int | None:
-    """The fewest weights among runs whose train accuracy reaches `fit_accuracy`; None if no run does."""
-    return min((r.weights for r in ladder if r.train_accuracy >= fit_accuracy), default=None)
-
-
-def best_test(ladder: Sequence[Rung]) -> float:
-    """The best test accuracy over a ladder."""
-    return max(r.test_accuracy for r in ladder)
-
-
-def mdl_points(ladders: dict[str, Sequence[Rung]], fit_accuracy: float) -> dict[str, tuple[int, float]]:
-    """(fewest weights reaching `fit_accuracy`, best test accuracy over the ladder) of each model that reaches it."""
-    fewest = {name: smallest_fitting(ladder, fit_accuracy) for name, ladder in ladders.items()}
-    return {name: (weights, best_test(ladders[name])) for name, weights in fewest.items() if weights is not None}
-
-
-def order_verdict(ladders: dict[str, Sequence[Rung]], fit_accuracy: float) -> str:
-    """Whether the paper's order holds in fewest weights to fit and in best test accuracy, as one line."""
-    names = [name for name in PAPER_ORDER if name in ladders]
-    if len(names) < 2:
-        return f"paper's order: not compared (needs two of {', '.join(PAPER_ORDER)})"
-    threshold = f"{100 * fit_accuracy:g}% train"
-    points = mdl_points({name: ladders[name] for name in names}, fit_accuracy)
-    never = [name for name in names if name not in points]
-    if never:
-        fit = f"undetermined ({', '.join(never)} never reach {threshold})"
-    else:
-        fit = _verdict(names, sorted(names, key=lambda name: points[name][0]))
-    test = _verdict(names, sorted(names, key=lambda name: -best_test(ladders[name])))
-    return f"paper's order {', '.join(names)}: fewest weights reaching {threshold} {fit}; best test accuracy {test}"
-
-
-def _verdict(expected: list[str], measured: list[str]) -> str:
-    return "holds" if measured == expected else f"does not hold (measured {', '.join(measured)})"
-
-
-def model_label(name: str) -> str:
-    return "ResNet18" if name == "resnet18" else name.upper()
 
 
 def cells(config: config_lib.TrainConfig) -> list[config_lib.TrainConfig]:
@@ -113,40 +60,12 @@ def body() -> None:
     config = train_flags.config_from_flags()
     root = Path(FLAGS.workdir or "runs/fig2")
     seeds = sweep.parse_seeds(FLAGS.seeds, config.seed)
-    done = sweep.run_cells(cells(config), root, seeds, name=lambda c: f"alpha{c.alpha}/{config_lib.run_name(c)}")
-    ladders: dict[str, dict[str, list[Rung]]] = {}
-    rows = []
-    for cell in done:
-        finals = [files.read_jsonl(workdir / "metrics.jsonl")[-1]["train_accuracy"] for workdir in cell.workdirs]
-        tests = cell.values(lambda r: r["test_accuracy"]["best"])
-        weights = sum(cell.run_results["dense_per_layer"].values())
-        rung = Rung(cell.config.alpha, weights, statistics.mean(finals), statistics.mean(tests))
-        dataset = report.dataset_label(cell.config.dataset)
-        ladders.setdefault(dataset, {}).setdefault(cell.config.model, []).append(rung)
-        train_percent = report.mean_std([100 * f for f in finals])
-        test_percent = cell.mean_std(lambda r: r["test_accuracy"]["best"])
-        rows.append(
-            [dataset, cell.config.model, cell.config.alpha, weights, cell.config.epochs, train_percent, test_percent]
-        )
-    table = report.markdown_table(HEADERS, rows)
-    accuracy = {
-        dataset: {
-            model_label(name): {r.weights: (100 * r.train_accuracy, 100 * r.test_accuracy) for r in ladder}
-            for name, ladder in by_model.items()
-        }
-        for dataset, by_model in ladders.items()
-    }
-    mdl = {
-        dataset: {
-            model_label(name): (weights, 100 * best)
-            for name, (weights, best) in mdl_points(by_model, FLAGS.fit_accuracy).items()
-        }
-        for dataset, by_model in ladders.items()
-    }
-    figure = scaling_figures.plot_width_ladders(accuracy, mdl, FLAGS.fit_accuracy)
-    sweep.write_table(root / "fig2.md", table, *figures.save_figure(figure, FLAGS.out or str(root / "fig2")))
+    done = sweep.run_cells(cells(config), root, seeds, name=lambda c: f"alpha{c.alpha}/{run_name(c)}")
+    ladders, table = ladders_lib.ladders_and_table(done)
+    figure = ladders_lib.plot_ladders(ladders, FLAGS.fit_accuracy)
+    sweep.write_table(root / "fig2.md", table, *style.save_figure(figure, FLAGS.out or str(root / "fig2")))
     for dataset, by_model in ladders.items():
-        print(f"{dataset}: {order_verdict(by_model, FLAGS.fit_accuracy)}")
+        print(f"{dataset}: {ladders_lib.order_verdict(by_model, FLAGS.fit_accuracy)}")
 
 
 def main(argv):

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import figures, files, rundir, sweep
+from blasso_jax.common import files
+from blasso_jax.reporting import figures, style
+from blasso_jax.training import rundir, sweep
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -70,9 +72,9 @@ def body() -> None:
     alpha, image_shape = next(iter(settings.values()))
     fig = figures.plot_nonzeros(runs, figures.reference_counts(alpha, image_shape, sorted(class_counts)))
     out = FLAGS.out or "figures/fig3"
-    paths = figures.save_figure(fig, out)
+    paths = style.save_figure(fig, out)
     if any("locality" in r for records in runs.values() for r in records):
-        paths += figures.save_figure(figures.plot_locality(runs, image_shape), f"{out}_locality")
+        paths += style.save_figure(figures.plot_locality(runs, image_shape), f"{out}_locality")
     print(f"figure: {', '.join(map(str, paths))}")
 
 

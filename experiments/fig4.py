@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from blasso_jax import analysis, figures, rundir
-from blasso_jax.counting import FIRST_LAYER
-from blasso_jax.models import layer_specs
+from blasso_jax.analysis import filters
+from blasso_jax.analysis import measures as analysis
+from blasso_jax.models.counting import FIRST_LAYER
+from blasso_jax.models.networks import layer_specs
+from blasso_jax.reporting import figures, style
+from blasso_jax.training import rundir
 from experiments import flags as train_flags
 
 # (flag, panel title, the model the run must be)
@@ -49,9 +52,9 @@ def first_layer_filters(run_dir: Path, model_name: str, *, best: bool) -> tuple[
     image_shape = tuple(rundir.read_run_info(run_dir)[1]["image_shape"])
     kernel = np.asarray(variables["params"][FIRST_LAYER]["kernel"])
     if model_name == "s-fc":
-        return figures.fc_filters_as_images(kernel, image_shape), image_shape
+        return filters.fc_filters_as_images(kernel, image_shape), image_shape
     local = layer_specs("s-local", config.alpha, image_shape)[0]
-    return figures.local_filters_as_images(kernel, image_shape, stride=local.stride), image_shape
+    return filters.local_filters_as_images(kernel, image_shape, stride=local.stride), image_shape
 
 
 def describe(title: str, summary: dict) -> str:
@@ -86,7 +89,7 @@ def body() -> None:
         summary = analysis.locality(kernel, image_shape, window=local.kernel_size)["summary"]
         print(describe(title, summary))
     fig = figures.plot_filters(panels, image_shape, k=FLAGS.k, seed=FLAGS.draw_seed)
-    paths = figures.save_figure(fig, FLAGS.out or "figures/fig4")
+    paths = style.save_figure(fig, FLAGS.out or "figures/fig4")
     print(f"figure: {', '.join(map(str, paths))}")
 
 

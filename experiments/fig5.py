@@ -16,9 +16,12 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import figures, methods, report, scaling_figures, sweep
-from blasso_jax.models import MODELS, layer_weights
+from blasso_jax.common import text
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.methods import registry as methods
+from blasso_jax.models.networks import MODELS, layer_weights
+from blasso_jax.reporting import report, scaling_figures, style
+from blasso_jax.training import sweep
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -61,8 +64,8 @@ def body() -> None:
         accuracy.setdefault(dataset, {}).setdefault(label, {})[cell.config.kernel_size] = 100 * statistics.mean(tests)
         best = cell.mean_std(lambda r: r["test_accuracy"]["best"])
         rows.append([dataset, cell.config.kernel_size, label, cell.config.epochs, best])
-    table = report.markdown_table(("dataset", "kernel", "method", "epochs", "test % (best val)"), rows)
-    paths = figures.save_figure(scaling_figures.plot_kernel_sizes(accuracy), FLAGS.out or str(root / "fig5"))
+    table = text.markdown_table(("dataset", "kernel", "method", "epochs", "test % (best val)"), rows)
+    paths = style.save_figure(scaling_figures.plot_kernel_sizes(accuracy), FLAGS.out or str(root / "fig5"))
     sweep.write_table(root / "fig5.md", table, *paths)
 
 

@@ -13,11 +13,12 @@ import typing
 
 from absl import app, flags, logging
 
-from blasso_jax import config as config_lib
-from blasso_jax import rundir, stopping
-from blasso_jax.checkpoints import CheckpointError
-from blasso_jax.records import NonFiniteLossError
-from blasso_jax.rundir import WorkdirError
+from blasso_jax.common import stopping
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.training import rundir
+from blasso_jax.training.checkpoints import CheckpointError
+from blasso_jax.training.records import NonFiniteLossError
+from blasso_jax.training.rundir import WorkdirError
 
 # Errors a user can act on: entry points print them as one `error: …` line and exit 1.
 USER_ERRORS = (ValueError, OSError, WorkdirError, NonFiniteLossError, CheckpointError)
@@ -59,7 +60,8 @@ def define_train_flags() -> None:
 
 def _field_help(name: str) -> str:
     """A config field's help, with the registered models and methods where it names one of them."""
-    from blasso_jax import methods, models
+    from blasso_jax.methods import registry as methods
+    from blasso_jax.models import networks as models
 
     valid = {"model": models.MODELS, "method": methods.METHODS}.get(name)
     if name == "momentum":

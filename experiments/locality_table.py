@@ -2,7 +2,7 @@
 
     python -m experiments.locality_table --runs=runs/search/a,runs/search/b --out=runs/search/table.md
 
-Locality (`blasso_jax.analysis.locality`) is computed from each run's final weights
+Locality (`blasso_jax.analysis.measures.locality`) is computed from each run's final weights
 (`sparse_params.npz`), so runs trained with any `--locality_every` are measured the same way. The
 command column is the `experiments.table2` command that reproduces the run.
 """
@@ -14,8 +14,12 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import analysis, export, files, report, rundir
-from blasso_jax.counting import FIRST_LAYER
+from blasso_jax.analysis import measures as analysis
+from blasso_jax.common import files, text
+from blasso_jax.models.counting import FIRST_LAYER
+from blasso_jax.reporting import report
+from blasso_jax.sparse import export
+from blasso_jax.training import rundir
 from experiments import flags as train_flags
 
 train_flags.define_shared_flags("runs", "out")
@@ -37,7 +41,7 @@ def row(run_dir: Path) -> list:
 def body() -> None:
     if not FLAGS.runs:
         raise app.UsageError("--runs (finished run directories, comma-separated) is required")
-    table = report.markdown_table(report.LOCALITY_HEADERS, [row(Path(d)) for d in FLAGS.runs])
+    table = text.markdown_table(report.LOCALITY_HEADERS, [row(Path(d)) for d in FLAGS.runs])
     if FLAGS.out:
         files.atomic_write_bytes(FLAGS.out, (table + "\n").encode())
     print(table)

@@ -1,6 +1,6 @@
 """Tables and figures of experiments.nlgp, from its per-run records (the JSON it writes per seed; their fields
-are listed in `blasso_jax.nlgp_tables`). A group is the records of one cell (one dataset, gain and method), one
-per seed. The tables are rendered from the JSONs by `blasso_jax.rendered_docs`, as docs/results.md renders them.
+are listed in `reporting.nlgp_tables`). A group is the records of one cell (one dataset, gain and method), one
+per seed. The tables are rendered from the JSONs by `reporting.rendered_docs`, as docs/results.md renders them.
 """
 
 from __future__ import annotations
@@ -9,16 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from blasso_jax import analysis, nlgp, nlgp_figures, rendered_docs, rng, sweep
-from blasso_jax import config as config_lib
-from blasso_jax import figures as figures_lib
-from blasso_jax.counting import FIRST_LAYER
-from blasso_jax.locality import Geometry
-from blasso_jax.nlgp_tables import KIND_LABELS
+from blasso_jax.data.geometry import Geometry
+from blasso_jax.reporting import nlgp_figures, rendered_docs, style
+from blasso_jax.reporting.nlgp_tables import KIND_LABELS
+from blasso_jax.training import sweep
 
 COLORS = {"sgd": "tab:gray", "l1": "tab:blue", "beta1": "tab:green", "beta50": "tab:red", "imp": "tab:purple"}
 Group = list[dict[str, Any]]
@@ -73,28 +69,11 @@ def draw_figures(
         panels[f"{_label(record)}, seed 0\nratio {ratio:.2f}, IPR {ipr:.2f}"] = np.array(record["first_layer_kernel"])
     columns = len({g[0]["arm"] for g in main})
     fields = nlgp_figures.plot_receptive_fields(panels, geometry, columns=columns)
-    figures_lib.save_figure(fields, out / "nlgp_receptive_fields")
+    style.save_figure(fields, out / "nlgp_receptive_fields")
     curves = {_label(g[0]): [r["curve"] for r in g] for g in main}
     styles = {_label(g[0]): _style(g[0]) for g in groups}
-    figures_lib.save_figure(nlgp_figures.plot_locality_curves(curves, styles), out / "nlgp_locality_curves")
+    style.save_figure(nlgp_figures.plot_locality_curves(curves, styles), out / "nlgp_locality_curves")
     points: dict[str, dict[float, list[dict]]] = {}
     for group in (g for g in groups if g[0]["arm"] in sweep_arms):
         points.setdefault(_label(group[0]), {})[group[0]["gain"]] = [r["locality"] for r in group]
-    figures_lib.save_figure(nlgp_figures.plot_gain_sweep(points, styles), out / "nlgp_gain_sweep")
-
-
-def point(epoch: int, summary: dict[str, Any], nonzeros: int, val: float | None) -> dict[str, Any]:
-    """One point of a run's locality curve: the summary's headline numbers, layer-1 non-zeros, validation accuracy."""
-    keys = ("ratio_median", "ratio_ge2_fraction", "ipr_median", "share_median", "null_median", "units")
-    return {"epoch": epoch, **{k: summary.get(k) for k in keys}, "nonzeros_layer1": nonzeros, "val_accuracy": val}
-
-
-def initial_point(config: config_lib.TrainConfig) -> dict[str, Any]:
-    """Locality at initialisation (epoch 0): the trainer's first layer before any step, measured as it measures."""
-    spec = nlgp.parse_spec(config.dataset)
-    model = config_lib.model_from_config(config, 2, spec.image_shape)
-    params = model.init(rng.init_key(config.seed), jnp.zeros((1, *spec.image_shape)), train=False)["params"]
-    kernel = params[FIRST_LAYER]["kernel"]
-    key = rng.child(jax.random.key(config.seed), "locality")
-    summary = analysis.first_layer_locality(kernel, spec.image_shape, spec.geometry, key)
-    return point(0, summary, int(np.count_nonzero(kernel)), None)
+    style.save_figure(nlgp_figures.plot_gain_sweep(points, styles), out / "nlgp_gain_sweep")

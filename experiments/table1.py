@@ -12,8 +12,11 @@ from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import methods, paper, report, sweep
-from blasso_jax.models import MODEL_NAMES, MODELS
+from blasso_jax.common import paper, text
+from blasso_jax.methods import registry as methods
+from blasso_jax.models.networks import MODEL_NAMES, MODELS
+from blasso_jax.reporting import report
+from blasso_jax.training import sweep
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -51,7 +54,7 @@ def body() -> None:
         best = cell.mean_std(lambda r: r["test_accuracy"]["best"])
         rows.append([name, cell.config.alpha, weights, cell.config.epochs, best, *figures])
     label = methods.get(config.method).label(config)
-    table = f"{report.dataset_label(config.dataset)}, {label}\n\n" + report.markdown_table(HEADERS, rows)
+    table = f"{report.dataset_label(config.dataset)}, {label}\n\n" + text.markdown_table(HEADERS, rows)
     sweep.write_table(root / "table1.md", table)
 
 

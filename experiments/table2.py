@@ -17,14 +17,17 @@ of best validation accuracy with its test accuracy.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from absl import app, flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import methods, parallel, report, train
-from blasso_jax import sweep as sweep_lib
+from blasso_jax.common import parallel, text
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.methods import registry as methods
+from blasso_jax.methods.runs import run_name
+from blasso_jax.reporting import report
+from blasso_jax.training import sweep as sweep_lib
+from blasso_jax.training import train
 from experiments import flags as train_flags
 
 train_flags.define_train_flags()
@@ -58,39 +61,23 @@ def sweep(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
     root = Path(FLAGS.workdir or "runs/table2")
     done = sweep_lib.run_cells(sweep_cells(config), root, seeds)
     rows = [report.table2_row(cell.results) for cell in done]
-    sweep_lib.write_table(root / "table2.md", report.markdown_table(report.TABLE2_HEADERS, rows))
+    sweep_lib.write_table(root / "table2.md", text.markdown_table(report.TABLE2_HEADERS, rows))
 
 
 def grid_sweep(cells: list[config_lib.TrainConfig], grid: str, seeds: tuple[int, ...]) -> None:
     """Trains or reads back every grid point of every cell (over --seeds), selects each cell's point by its mean
     validation accuracy and writes the selected configurations with their accuracies to `<workdir>/table2.md`."""
-    if any(cell.validation_size == 0 for cell in cells):
-        raise ValueError("--grid selects by validation accuracy; set --validation_size above 0")
     root = Path(FLAGS.workdir or "runs/table2")
-    grids = {config_lib.run_name(cell): methods.grid_configs(cell, grid) for cell in cells}
-    total = sum(map(len, grids.values())) * len(seeds)
-    print(f"{total} runs of grid {grid!r} over {len(grids)} cells and {len(seeds)} seed(s) in {root}")
-    rows = []
-    for cell_name, candidates in grids.items():
-        name = lambda c: grid_point_name(c, grid, len(seeds))  # noqa: E731
-        points = sweep_lib.run_cells(candidates, root / cell_name, seeds, name=name)
-        selected = max(points, key=lambda p: statistics.mean(p.values(lambda r: r["val_accuracy"]["best"])))
-        val = selected.mean_std(lambda r: r["val_accuracy"]["best"])
-        rows.append([*report.table2_row(selected.results), val, grid_point_name(selected.config, grid)])
+    rows = [
+        [
+            *report.table2_row(selected.results),
+            selected.mean_std(lambda r: r["val_accuracy"]["best"]),
+            sweep_lib.grid_point_name(selected.config, grid),
+        ]
+        for selected in sweep_lib.run_grid(cells, grid, root, seeds)
+    ]
     headers = (*report.TABLE2_HEADERS, "val % (best)", f"selected of grid {grid!r}")
-    sweep_lib.write_table(root / "table2.md", report.markdown_table(headers, rows))
-
-
-def grid_point_name(config: config_lib.TrainConfig, grid: str, seeds: int = 1) -> str:
-    """A grid point's directory name: its values of the grid's fields, e.g. l1_first2e-06-l1_rest5e-06-dropout0
-    (with `-seed<s>` when the grid runs over several seeds)."""
-    fields = methods.get(config.method).grids[grid].fields
-    name = "-".join(f"{field}{_value_name(getattr(config, field))}" for field in fields)
-    return f"{name}-seed{config.seed}" if seeds > 1 else name
-
-
-def _value_name(value: float | bool) -> str:
-    return str(value) if isinstance(value, bool) else f"{value:g}"
+    sweep_lib.write_table(root / "table2.md", text.markdown_table(headers, rows))
 
 
 def train_one(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
@@ -98,7 +85,7 @@ def train_one(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
     results = []
     for seed in seeds:
         run = config.replace(seed=seed)
-        workdir = Path(FLAGS.workdir or f"runs/table2/{config_lib.run_name(run)}")
+        workdir = Path(FLAGS.workdir or f"runs/table2/{run_name(run)}")
         workdir = workdir / f"seed{seed}" if FLAGS.workdir and len(seeds) > 1 else workdir
         results.append(
             train.train_and_evaluate(
@@ -110,7 +97,7 @@ def train_one(config: config_lib.TrainConfig, seeds: tuple[int, ...]) -> None:
     finished = [r for r in results if r is not None]
     if finished and parallel.is_writer():
         print()
-        print(report.markdown_table(report.TABLE2_HEADERS, [report.table2_row(finished)]))
+        print(text.markdown_table(report.TABLE2_HEADERS, [report.table2_row(finished)]))
         print("\n" + report.first_layer_summary(finished))
 
 

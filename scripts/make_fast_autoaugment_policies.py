@@ -1,4 +1,4 @@
-"""Writes blasso_jax/policies/fast_autoaugment.json from the authors' FastAutoAugment/archive.py.
+"""Writes blasso_jax/data/policies/fast_autoaugment.json from the authors' FastAutoAugment/archive.py.
 
     python scripts/make_fast_autoaugment_policies.py /work/.mirror/kakaobrain+fast-autoaugment/repo
 
@@ -18,7 +18,7 @@ from pathlib import Path
 REPOSITORY_URL = "https://github.com/kakaobrain/fast-autoaugment"
 ARCHIVE_PATH = "FastAutoAugment/archive.py"
 POLICY_FUNCTIONS = ("fa_reduced_cifar10", "fa_reduced_svhn")
-OUTPUT = Path(__file__).resolve().parents[1] / "blasso_jax" / "policies" / "fast_autoaugment.json"
+OUTPUT = Path(__file__).resolve().parents[1] / "blasso_jax" / "data" / "policies" / "fast_autoaugment.json"
 
 
 def git_show(repo: Path, *args: str) -> str:

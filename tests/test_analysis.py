@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from blasso_jax import analysis, create_model
+from blasso_jax import create_model
+from blasso_jax.analysis import measures as analysis
 
 SHAPE = (32, 32, 3)
 UNITS = 16 * 16  # S-FC at α=1

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from blasso_jax import augment, autoaugment
+from blasso_jax.data import augment, autoaugment
 
 
 @pytest.mark.parametrize("policy, side", [("fast_autoaugment_cifar", 16), ("fast_autoaugment_svhn", 20)])

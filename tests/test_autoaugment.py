@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from blasso_jax import autoaugment, pillow_ops
+from blasso_jax.data import autoaugment, pillow_ops
 
 ARCHIVE_COPY = Path(__file__).parent / "data" / "fast_autoaugment_archive.py"
 POLICY_JSON = Path(autoaugment.__file__).parent / "policies" / "fast_autoaugment.json"
@@ -210,7 +210,8 @@ def test_each_image_draws_its_own_sub_policy_and_ops_fire_with_their_probability
 
 
 def test_cutout_masks_follow_the_authors_cutout_default():
-    from blasso_jax import augment, rng
+    from blasso_jax.common import rng
+    from blasso_jax.data import augment
 
     key = jax.random.key(3)
     masks = np.asarray(augment.cutout_masks(key, (64, 32, 32), 16))
@@ -227,8 +228,12 @@ def test_cutout_masks_follow_the_authors_cutout_default():
 
 
 def test_a_fast_autoaugment_epoch_compiles_once_inside_the_scan():
-    from blasso_jax import config as config_lib
-    from blasso_jax import data, methods, models, parallel, step
+    from blasso_jax.common import parallel
+    from blasso_jax.config import train_config as config_lib
+    from blasso_jax.data import datasets as data
+    from blasso_jax.methods import registry as methods
+    from blasso_jax.models import networks as models
+    from blasso_jax.training import step
 
     config = config_lib.preset("smoke", batch_size=32)
     dataset = data.load_dataset("synthetic", validation_size=0, synthetic_train_size=96)
@@ -250,8 +255,9 @@ def test_a_fast_autoaugment_epoch_compiles_once_inside_the_scan():
 
 
 def test_table2_defaults_to_fast_autoaugment_for_the_papers_datasets():
-    from blasso_jax import augment, data
-    from blasso_jax import config as config_lib
+    from blasso_jax.config import train_config as config_lib
+    from blasso_jax.data import augment
+    from blasso_jax.data import datasets as data
 
     assert config_lib.preset("table2").augment == "auto"
     assert augment.resolve("auto", "cifar10") == "fast_autoaugment_cifar"

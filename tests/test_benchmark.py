@@ -1,4 +1,4 @@
-"""The traffic and memory figures of `blasso_jax.benchmark`, against hand counts of the paper's S-FC."""
+"""The traffic and memory figures of `blasso_jax.training.benchmark`, against hand counts of the paper's S-FC."""
 
 import functools
 
@@ -6,9 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from blasso_jax import benchmark, methods, parallel, step
-from blasso_jax import config as config_lib
-from blasso_jax.config import model_from_config
+from blasso_jax.common import parallel
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.config.train_config import model_from_config
+from blasso_jax.methods import registry as methods
+from blasso_jax.training import benchmark, step
 
 
 def s_fc_kernels(alpha):

@@ -17,8 +17,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from blasso_jax import augment, data, local_data
-from blasso_jax import rng as streams
+from blasso_jax.common import rng as streams
+from blasso_jax.data import augment, local_data
+from blasso_jax.data import datasets as data
 
 # Its module-scoped runs are trained once: every test of this file on one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_data")
@@ -288,7 +289,7 @@ def test_tfds_under_mock_data(no_network, tmp_path, name, classes, policy):
 def test_module_and_data_source_path_need_no_tensorflow():
     code = (
         "import sys\n"
-        "from blasso_jax import data\n"
+        "from blasso_jax.data import datasets as data\n"
         "assert 'tensorflow_datasets' not in sys.modules and 'tensorflow' not in sys.modules\n"
         "import tensorflow_datasets as tfds\n"
         "with tfds.testing.mock_data(num_examples=3):\n"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from blasso_jax import evidence, evidence_tables
+from blasso_jax.reporting import evidence, evidence_tables
 
 
 def _brute_force_crop(kernel, shape, window):

@@ -10,8 +10,11 @@ import pytest
 from absl import flags
 
 import blasso_jax as bj
-from blasso_jax import config as config_lib
-from blasso_jax import files, methods
+from blasso_jax import methods
+from blasso_jax.common import files
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.reporting import ladders
+from blasso_jax.training import sweep
 from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
 
@@ -83,7 +86,7 @@ def test_table2_grid_selects_each_cell_by_validation_and_resumes(tmp_path, capsy
         best = max(r["val_accuracy"]["best"] for r in runs)
         # Independently: the first grid point (in grid order) whose validation accuracy is the best.
         order = [
-            table2.grid_point_name(c, "small")
+            sweep.grid_point_name(c, "small")
             for c in methods.grid_configs(config_lib.TrainConfig.from_dict(runs[0]["config"]), "small")
         ]
         by_name = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / cell).glob("*/results.json")}
@@ -187,11 +190,11 @@ def test_a_method_is_one_registry_entry(tmp_path, capsys):
         run(table2, ["--config=smoke", "--epochs=1", "--method=sgd_l1", "--l1_first=1e-3", f"--workdir={tmp_path}"])
         assert "| synthetic | SGD+L1 λ=0.001 | 1 |" in capsys.readouterr().out
         config = config_lib.TrainConfig.from_dict(files.read_jsonl(tmp_path / "config.jsonl")[-1])
-        assert config.method == "sgd_l1" and config_lib.run_name(config) == "synthetic-s-fc-sgd-l1-seed0"
+        assert config.method == "sgd_l1" and methods.run_name(config) == "synthetic-s-fc-sgd-l1-seed0"
     finally:
         del methods.METHODS["sgd_l1"]
     with pytest.raises(ValueError, match="unknown method 'sgd_l1'; valid: blasso, sgd"):
-        config.validate()
+        methods.validate(config)
 
 
 def test_fig1_counts_the_real_models_and_meets_table1(tmp_path, capsys):
@@ -275,23 +278,23 @@ def test_fig2_trains_each_model_and_alpha_once(tmp_path, capsys):
 
 
 def test_fig2_mdl_takes_the_fewest_weights_that_fit_and_the_best_test_accuracy():
-    rung = fig2.Rung
+    rung = ladders.Rung
     s_conv = [rung(4, 1600, 1.0, 0.58), rung(1, 100, 0.8, 0.5), rung(2, 400, 0.995, 0.6)]
-    assert fig2.smallest_fitting(s_conv, 0.99) == 400
-    assert fig2.smallest_fitting(s_conv, 0.999) == 1600
-    assert fig2.smallest_fitting(s_conv, 0.8) == 100  # reaching the threshold is enough
-    assert fig2.smallest_fitting(s_conv, 1.0) == 1600
-    assert fig2.smallest_fitting(s_conv[1:2], 0.99) is None
-    assert fig2.smallest_fitting([], 0.99) is None
+    assert ladders.smallest_fitting(s_conv, 0.99) == 400
+    assert ladders.smallest_fitting(s_conv, 0.999) == 1600
+    assert ladders.smallest_fitting(s_conv, 0.8) == 100  # reaching the threshold is enough
+    assert ladders.smallest_fitting(s_conv, 1.0) == 1600
+    assert ladders.smallest_fitting(s_conv[1:2], 0.99) is None
+    assert ladders.smallest_fitting([], 0.99) is None
     never_fits = [rung(1, 300, 0.9, 0.4), rung(2, 1200, 0.95, 0.45)]
-    assert fig2.mdl_points({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == {"s-conv": (400, 0.6)}
-    assert fig2.order_verdict({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == (
+    assert ladders.mdl_points({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == {"s-conv": (400, 0.6)}
+    assert ladders.order_verdict({"s-conv": s_conv, "3-fc": never_fits}, 0.99) == (
         "paper's order s-conv, 3-fc: fewest weights reaching 99% train undetermined (3-fc never reach 99% train); "
         "best test accuracy holds"
     )
     fits_smaller = [rung(1, 300, 1.0, 0.4)]
-    assert fig2.order_verdict({"3-fc": fits_smaller, "s-conv": s_conv}, 0.99) == (
+    assert ladders.order_verdict({"3-fc": fits_smaller, "s-conv": s_conv}, 0.99) == (
         "paper's order s-conv, 3-fc: fewest weights reaching 99% train does not hold (measured 3-fc, s-conv); "
         "best test accuracy holds"
     )
-    assert fig2.order_verdict({"s-conv": s_conv}, 0.99).startswith("paper's order: not compared")
+    assert ladders.order_verdict({"s-conv": s_conv}, 0.99).startswith("paper's order: not compared")

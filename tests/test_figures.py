@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from absl import flags
 
-from blasso_jax import checkpoints, create_model, figures, files, methods, step, train
-from blasso_jax import config as config_lib
+from blasso_jax import create_model
+from blasso_jax.analysis import filters
+from blasso_jax.common import files
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.methods import registry as methods
+from blasso_jax.reporting import figures, style
+from blasso_jax.training import checkpoints, step, train
 from experiments import fig3, fig4
 
 
@@ -39,9 +44,9 @@ def test_filter_images_are_what_each_unit_computes(name):
     shape = (8, 8, 3)
     kernel, outputs = first_layer(name, shape)
     if name == "s-fc":
-        images = figures.fc_filters_as_images(kernel, shape)
+        images = filters.fc_filters_as_images(kernel, shape)
     else:
-        images = figures.local_filters_as_images(kernel, shape, stride=2)
+        images = filters.local_filters_as_images(kernel, shape, stride=2)
     assert images.shape == (4 * 4 * 2, *shape)
     x = np.asarray(jax.random.normal(jax.random.key(1), (3, *shape)))
     np.testing.assert_allclose(np.einsum("nhwc,uhwc->nu", x, images), outputs(x), rtol=1e-4, atol=1e-4)
@@ -76,7 +81,7 @@ def test_plot_nonzeros_draws_a_panel_per_layer_and_only_the_references_it_has(tm
     assert [ax.get_title() for ax in fig.axes] == ["layer1", "layer2", "layer3"]
     assert [len(lines_with_data(ax)) for ax in fig.axes] == [4, 3, 2]  # runs + references per layer
     assert all(ax.get_yscale() == "log" for ax in fig.axes)
-    paths = figures.save_figure(fig, tmp_path / "out" / "fig3")
+    paths = style.save_figure(fig, tmp_path / "out" / "fig3")
     assert [p.name for p in paths] == ["fig3.png", "fig3.pdf"]
     assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")
     with pytest.raises(ValueError, match="nonzero_per_layer"):
@@ -91,7 +96,7 @@ def test_plot_filters_draws_k_eligible_filters_per_panel(tmp_path):
     sparse[:2, 2:6, 2:6] = 1.0  # units 0 and 1: 48 non-zeros each; the rest are all zero
     gray = rng.standard_normal((10, 8, 8, 1))
     fig = figures.plot_filters({"dense": dense, "sparse": sparse}, shape, k=4, seed=0)
-    assert figures.FILTER_NORMALISATION in fig._suptitle.get_text()
+    assert filters.FILTER_NORMALISATION in fig._suptitle.get_text()
     panels = fig.subfigs
     assert [len([ax for ax in sub.axes if ax.images]) for sub in panels] == [4, 2]
     assert "4 of 20 units" in panels[0]._suptitle.get_text()
@@ -103,7 +108,7 @@ def test_plot_filters_draws_k_eligible_filters_per_panel(tmp_path):
     assert titles == [[ax.get_title() for ax in sub.axes] for sub in again.subfigs]  # the seed fixes the draw
     gray_fig = figures.plot_filters({"gray": gray}, (8, 8, 1), k=3, seed=1)
     assert sum(len(ax.images) for ax in gray_fig.axes) == 3
-    paths = figures.save_figure(fig, tmp_path / "fig4")
+    paths = style.save_figure(fig, tmp_path / "fig4")
     assert all(p.stat().st_size > 0 for p in paths)
     with pytest.raises(ValueError, match="1 or 3 input channels"):
         figures.plot_filters({"x": rng.standard_normal((4, 8, 8, 2))}, (8, 8, 2))
@@ -118,7 +123,7 @@ def test_plot_locality_draws_window_share_and_radius_on_honest_axes(tmp_path):
     np.testing.assert_allclose(lines_with_data(share_ax)[1].get_ydata(), [0.1, 0.11, 0.12, 0.13])
     assert share_ax.get_ylim() == (0, 1)
     assert radius_ax.get_ylim() == pytest.approx((0, 16 * 2**0.5))  # the half diagonal of a 32x32 image
-    assert all(p.stat().st_size > 0 for p in figures.save_figure(fig, tmp_path / "locality"))
+    assert all(p.stat().st_size > 0 for p in style.save_figure(fig, tmp_path / "locality"))
     with pytest.raises(ValueError, match="locality"):
         figures.plot_locality({"a": metrics(2, 10)}, (32, 32, 3))
 

@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from blasso_jax import frontier
+from blasso_jax.reporting import frontier
 
 
 def record(label, method, seed, test, val, ratio, radius):

@@ -1,4 +1,4 @@
-"""Per-unit locality against each unit's own permutation null (blasso_jax.locality), checked against numpy."""
+"""Per-unit locality against each unit's own permutation null (blasso_jax.analysis.locality), checked against numpy."""
 
 import math
 
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from blasso_jax import analysis
-from blasso_jax.locality import Geometry, best_window_share, random_unit_ipr, summarize, unit_locality
+from blasso_jax.analysis import measures as analysis
+from blasso_jax.analysis.locality import best_window_share, random_unit_ipr, summarize, unit_locality
+from blasso_jax.data.geometry import Geometry
 
 KEY = jax.random.key(0)
 U32 = 2.0**-24  # float32 unit roundoff

@@ -1,4 +1,4 @@
-"""The NLGP task and its Gaussian control (blasso_jax.nlgp), as a dataset, and the models that read it."""
+"""The NLGP task and its Gaussian control (blasso_jax.data.nlgp), as a dataset, and the models that read it."""
 
 import math
 
@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from scipy import integrate, special, stats
 
-from blasso_jax import augment, count_params, create_model, data, nlgp, report
+from blasso_jax import count_params, create_model
+from blasso_jax.data import augment, nlgp
+from blasso_jax.data import datasets as data
+from blasso_jax.reporting import report
 
 N = 40_000
 Z5 = 5.0  # a single sampling check allows 5 standard errors: a false alarm below 1 in 1.7 million

@@ -1,4 +1,5 @@
-"""Ingrosso & Goldt's online setting (blasso_jax.nlgp_online), checked against independent numpy constructions."""
+"""Ingrosso & Goldt's online setting (blasso_jax.data.nlgp_online, blasso_jax.training.online), checked against
+independent numpy constructions."""
 
 import dataclasses
 import math
@@ -8,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from blasso_jax import nlgp_online as online
-from blasso_jax import nlgp_online_runs as runs
+from blasso_jax.data import nlgp_online as online
+from blasso_jax.training import online as loop
+from blasso_jax.training import online_streams as runs
 
 SMALL = online.OnlineSetting(side=4, ndim=2, xis=(0.25, 0.75), gain=3.0, time=0.5, points=2, chunk=2)
 U32 = 2.0**-24
@@ -94,10 +96,10 @@ def _analytic_gradients(params, x, y):
 @pytest.mark.parametrize("bias", ["none", "trained", "fixed"])
 def test_the_erf_network_with_a_fixed_readout_has_gradients_only_in_the_first_layer(bias):
     setting = dataclasses.replace(SMALL, bias=bias, bias_value=0.5)
-    params = online.init_params(setting, jax.random.key(0))
+    params = loop.init_params(setting, jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (5, setting.sites))
     y = jnp.array([1.0, -1.0, 1.0, 1.0, -1.0])
-    grads = jax.grad(online.loss)(params, x, y, bias == "trained")
+    grads = jax.grad(loop.loss)(params, x, y, bias == "trained")
     assert not np.any(np.asarray(grads["readout"]))
     kernel, bias_grad = _analytic_gradients(params, x, y)
     # float32 forward and backward over D = 16 inputs: a few hundred roundings at most, relative to the largest entry
@@ -120,20 +122,20 @@ def test_one_online_step_is_their_sgd_step_and_chunking_does_not_change_the_run(
     setting = dataclasses.replace(SMALL, chunk=1)
     chol = jnp.asarray(online.factors(setting, "nlgp"))
     key = jax.random.key(2)
-    params = _stack(online.init_params(setting, jax.random.key(0)), 1)
+    params = _stack(loop.init_params(setting, jax.random.key(0)), 1)
     hyper = (jnp.zeros(1), jnp.zeros(1))  # λ = β = 0: plain SGD
-    opt = jax.vmap(lambda p, lam, beta: online.optimizer(setting, lam, beta).init(p))(params, *hyper)
-    stepped, _ = online.advance((params, opt), hyper, chol, key, 0, 1, True, setting=setting)
+    opt = jax.vmap(lambda p, lam, beta: loop.optimizer(setting, lam, beta).init(p))(params, *hyper)
+    stepped, _ = loop.advance((params, opt), hyper, chol, key, 0, 1, True, setting=setting)
     x, y = online.draw(chol, key, 0, 1, 1, setting.gain, True)
     kernel, bias = _analytic_gradients(jax.tree.map(lambda a: a[0], params), x[0], y[0])
     lr = 0.05 * 8  # their lr times K (mean-field)
     np.testing.assert_allclose(stepped["kernel"][0], params["kernel"][0] - lr * kernel, rtol=0, atol=1e-6)
     np.testing.assert_allclose(stepped["bias"][0], params["bias"][0] - lr / 16 * bias, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(stepped["readout"], params["readout"])
-    whole, _ = online.advance((params, opt), hyper, chol, key, 0, 6, True, setting=setting)
+    whole, _ = loop.advance((params, opt), hyper, chol, key, 0, 6, True, setting=setting)
     parts = (params, opt)
     for first, count in ((0, 2), (2, 4)):
-        parts = online.advance(parts, hyper, chol, key, first, count, True, setting=setting)
+        parts = loop.advance(parts, hyper, chol, key, first, count, True, setting=setting)
     np.testing.assert_array_equal(whole["kernel"], parts[0]["kernel"])
 
 
@@ -143,12 +145,12 @@ def test_the_l1_arms_step_through_optim_blasso_and_do_not_disturb_each_other():
     setting = dataclasses.replace(SMALL, chunk=4)
     chol = jnp.asarray(online.factors(setting, "nlgp_gaussian"))
     key = jax.random.key(4)
-    init = online.init_params(setting, jax.random.key(0))
+    init = loop.init_params(setting, jax.random.key(0))
 
     def run(l1, beta):
         params, hyper = _stack(init, len(l1)), (jnp.array(l1), jnp.array(beta))
-        opt = jax.vmap(lambda p, lam, b: online.optimizer(setting, lam, b).init(p))(params, *hyper)
-        return online.advance((params, opt), hyper, chol, key, 0, 3, False, setting=setting)[0]
+        opt = jax.vmap(lambda p, lam, b: loop.optimizer(setting, lam, b).init(p))(params, *hyper)
+        return loop.advance((params, opt), hyper, chol, key, 0, 3, False, setting=setting)[0]
 
     alone, together = run([0.0], [0.0]), run([0.0, 1e-3, 1e-3], [0.0, 50.0, 1.0])
     np.testing.assert_allclose(together["kernel"][0], alone["kernel"][0], rtol=0, atol=1e-6)

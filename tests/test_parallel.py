@@ -6,9 +6,12 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from blasso_jax import checkpoints, methods, models, parallel, step
-from blasso_jax import config as config_lib
-from blasso_jax import data as data_lib
+from blasso_jax.common import parallel
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.data import datasets as data_lib
+from blasso_jax.methods import registry as methods
+from blasso_jax.models import networks as models
+from blasso_jax.training import checkpoints, step
 
 BETA, L1_FIRST, L1_REST = 5.0, 1e-3, 1e-4
 DATASET = data_lib.load_dataset("synthetic", validation_size=0, synthetic_train_size=256, seed=0)

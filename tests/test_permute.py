@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from blasso_jax.permute import permute_pixels, pixel_permutation
+from blasso_jax.data.permute import permute_pixels, pixel_permutation
 
 
 def test_one_seed_gives_one_permutation_and_seeds_differ():
@@ -25,8 +25,8 @@ def test_permutation_moves_whole_pixels_and_is_invertible():
 
 
 def test_permute_pixels_flag_permutes_every_split_alike():
-    from blasso_jax import config as config_lib
-    from blasso_jax import train
+    from blasso_jax.config import train_config as config_lib
+    from blasso_jax.training import train
 
     plain = config_lib.TrainConfig(dataset="synthetic", validation_size=64, batch_size=64)
     original = train.load_data(plain)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from blasso_jax import autoaugment, pillow_ops
+from blasso_jax.data import autoaugment, pillow_ops
 
 
 def _test_images() -> np.ndarray:

@@ -9,9 +9,13 @@ import numpy as np
 import optax
 import pytest
 
-from blasso_jax import config as config_lib
-from blasso_jax import files, optim, pruning, records, rundir, train
-from blasso_jax.counting import FIRST_LAYER
+from blasso_jax import methods
+from blasso_jax.common import files
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.models.counting import FIRST_LAYER
+from blasso_jax.optim import pruning, pruning_transforms
+from blasso_jax.optim import transforms as optim
+from blasso_jax.training import records, rundir, train
 
 # Its module-scoped runs are trained once: every test of this file on one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_pruning")
@@ -70,6 +74,40 @@ def test_imp_plan_counts_rounds_and_names_valid_epochs():
     assert [plan.round_ending(e) for e in (7, 8, 16, 32, 40)] == [None, 1, 2, 4, None]
     with pytest.raises(ValueError, match="epochs 42 do not split into 5 equal segments .* use epochs 40 or 45"):
         pruning.imp_plan(42, 0.1, 1.0, 0.5)
+
+
+def test_pruning_transforms_run_in_a_hand_written_loop():
+    """IMP and magnitude pruning as optax transforms, outside the trainer: masks in the state, events by update count,
+    pruned weights at exactly 0, survivors rewound to their values after the rewind point (exactly with `rewound`,
+    within a rounding with `optax.apply_updates` alone), the momentum cleared at each round."""
+    rng = np.random.default_rng(0)
+    params = {"layer1": {"kernel": jnp.asarray(rng.normal(size=(4, 5)), jnp.float32)}, "norm": {"scale": jnp.ones(5)}}
+    grads = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params) for _ in range(10)]
+    plan = pruning.imp_plan(6, density_first=0.25, density_rest=1.0, rate=0.5, rewind=1).in_steps(2)
+    tx = pruning_transforms.iterative_pruning(optax.sgd(0.1, momentum=0.9), plan)  # rounds after updates 4 and 8
+    state, history = tx.init(params), [params]
+    update = jax.jit(tx.update)
+    for g in grads:
+        updates, state = update(g, state, params)
+        approximate = optax.apply_updates(params, updates)
+        params = pruning_transforms.rewound(approximate, state)
+        np.testing.assert_allclose(approximate["layer1"]["kernel"], params["layer1"]["kernel"], atol=1e-6)
+        history.append(params)
+    kernels = [np.asarray(h["layer1"]["kernel"]) for h in history]
+    assert [int(np.count_nonzero(k)) for k in kernels] == [20] * 4 + [10] * 4 + [5] * 3
+    for after_round in (4, 8):  # survivors hold their values after update 2 (plan.rewind), the rest exactly 0
+        kept = kernels[after_round] != 0
+        np.testing.assert_array_equal(kernels[after_round][kept], kernels[2][kept])
+        np.testing.assert_array_equal(history[after_round]["norm"]["scale"], history[2]["norm"]["scale"])
+    assert not np.signbit(kernels[-1][kernels[-1] == 0]).any()
+    assert np.all(kernels[-1][kernels[8] == 0] == 0)  # pruned weights never come back
+
+    magnitude = pruning_transforms.magnitude_pruning(optax.sgd(0.1), step=2, density_first=0.5, density_rest=1.0)
+    params, state = history[0], magnitude.init(history[0])
+    for g in grads[:4]:
+        updates, state = magnitude.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+    assert int(np.count_nonzero(params["layer1"]["kernel"])) == 10 and bool(state.mask["norm"]["scale"])
 
 
 def _smoke(method, **overrides):
@@ -140,7 +178,7 @@ def test_magnitude_pruning_reaches_its_densities_and_keeps_exact_zeros_through_f
     best_kernel = rundir.load_run(workdir, best=True)[2]["params"]["layer1"]["kernel"]
     assert int(np.count_nonzero(best_kernel)) == pruned["layer1"]
     with pytest.raises(ValueError, match="finetune_epochs 5 leaves no epoch of training before pruning in 5 epochs"):
-        _smoke("magnitude", finetune_epochs=5, epochs=5).validate()
+        methods.validate(_smoke("magnitude", finetune_epochs=5, epochs=5))
 
 
 def test_imp_reaches_the_density_and_rewinds_to_the_stored_weights(tmp_path):
@@ -161,7 +199,7 @@ def test_imp_reaches_the_density_and_rewinds_to_the_stored_weights(tmp_path):
     assert kept.sum() == size // 2
     np.testing.assert_array_equal(rewound[kept], epoch1[kept])
     with pytest.raises(ValueError, match="rewind_epoch 2 is not inside the dense segment of 2 epochs"):
-        config.replace(rewind_epoch=2).validate()
+        methods.validate(config.replace(rewind_epoch=2))
 
 
 def test_the_best_record_is_chosen_from_the_first_selectable_epoch_on():

@@ -19,9 +19,13 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from blasso_jax import augment, checkpoints, files, methods, models, rundir, step, train
-from blasso_jax import config as config_lib
-from blasso_jax.progress import Progress
+from blasso_jax.common import files
+from blasso_jax.common.progress import Progress
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.data import augment
+from blasso_jax.methods import registry as methods
+from blasso_jax.models import networks as models
+from blasso_jax.training import checkpoints, rundir, step, train
 from experiments import table2
 
 # Its module-scoped runs are trained once: every test of this file on one xdist worker.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blasso_jax import evidence_tables, rendered_docs
+from blasso_jax.reporting import evidence_tables, rendered_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"

@@ -7,8 +7,8 @@ import optax
 import pytest
 
 import blasso_jax as bj
-from blasso_jax import config as config_lib
-from blasso_jax import train
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.training import train
 
 
 def reference_count(kernel_size, width=64, classes=10):

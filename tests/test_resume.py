@@ -19,8 +19,9 @@ import pytest
 from absl import flags
 from orbax.checkpoint._src.serialization import serialization
 
-from blasso_jax import checkpoints, files, rundir, summary, train
-from blasso_jax import config as config_lib
+from blasso_jax.common import files
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.training import checkpoints, rundir, summary, train
 from experiments import table2
 
 # Its module-scoped runs are trained once: every test of this file on one xdist worker.
@@ -31,7 +32,8 @@ CONFIG = ["--config=smoke", "--epochs=6", "--checkpoint_every=1", "--keep_checkp
 # Runs table2 with CONFIG in a subprocess that dies (os._exit, as a SIGKILL would) at the N-th call of one write.
 _DIE_AT = """
 import os, sys
-from blasso_jax import checkpoints, files
+from blasso_jax.training import checkpoints
+from blasso_jax.common import files
 write, n = sys.argv[1], int(sys.argv[2])
 calls = []
 def dying(original):
@@ -197,6 +199,29 @@ def test_a_run_written_before_momentum_was_a_blasso_setting_resumes_as_before(tm
         files.write_jsonl(workdir / "config.jsonl", old)
         run_cli([*flags_given, f"--workdir={workdir}", "--resume"])
         _same_run(straight, workdir)
+
+
+OLD_RUNS = Path(__file__).parent / "data" / "old_runs"
+
+
+@pytest.mark.parametrize("name", ["blasso", "imp"])
+def test_a_run_written_before_the_subpackages_loads_and_resumes_bitwise(tmp_path, name):
+    """Run directories written at commit 8b807fc (one flat package; IMP pruned by a between-epoch hook, its mask and
+    rewind weights in another optimizer-state layout), stopped after epoch 1 of 2: they load, and resume to the
+    weights a run trained straight by today's code ends with."""
+    workdir = tmp_path / name
+    shutil.copytree(OLD_RUNS / name, workdir)
+    config, model, variables = rundir.load_run(workdir)
+    assert config.method == name and config.epochs == 2
+    assert model.apply(variables, np.zeros((1, *config.synthetic_shape)), train=False).shape == (1, 10)
+    resumed = train.train_and_evaluate(config, workdir, resume=True)
+    straight = train.train_and_evaluate(config, tmp_path / "straight")
+    assert resumed["epochs"] == straight["epochs"] == 2
+    assert resumed["nonzero_per_layer"] == straight["nonzero_per_layer"]
+    for a, b in zip(
+        jax.tree.leaves(rundir.load_run(workdir)[2]), jax.tree.leaves(rundir.load_run(tmp_path / "straight")[2])
+    ):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_full_disk_fails_in_one_line_leaves_no_partial_checkpoint_and_resumes(

@@ -1,12 +1,16 @@
-"""Every random consumer of a training epoch gets its own key (blasso_jax.rng)."""
+"""Every random consumer of a training epoch gets its own key (blasso_jax.common.rng)."""
 
 import jax
 import numpy as np
 import pytest
 
-from blasso_jax import augment, autoaugment, methods, models, parallel, rng, step
-from blasso_jax import config as config_lib
-from blasso_jax import data as data_lib
+from blasso_jax.common import parallel, rng
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.data import augment, autoaugment
+from blasso_jax.data import datasets as data_lib
+from blasso_jax.methods import registry as methods
+from blasso_jax.models import networks as models
+from blasso_jax.training import step
 
 
 def _key_bytes(key) -> bytes:
@@ -16,7 +20,7 @@ def _key_bytes(key) -> bytes:
 @pytest.mark.parametrize("policy", ["crop_flip", "crop", "fast_autoaugment_cifar"])
 def test_the_keys_one_epoch_consumes_are_all_distinct(monkeypatch, policy):
     """Records the key of every draw of a real epoch (shuffle, crop, flip, policy, Cutout, dropout):
-    before blasso_jax.rng, a step's dropout key equalled its flip key (fold_in(k, 1) == split(k)[1])."""
+    before blasso_jax.common.rng, a step's dropout key equalled its flip key (fold_in(k, 1) == split(k)[1])."""
     seen = []
 
     def recording(name, draw):

@@ -27,10 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from blasso_jax import augment, export, sparse, sparse_benchmark
-from blasso_jax.config import TrainConfig
-from blasso_jax.models import MODEL_NAMES, STACK_MODELS, create_model
-from blasso_jax.permute import permute_pixels
+from blasso_jax.config.train_config import TrainConfig
+from blasso_jax.data import augment
+from blasso_jax.data.permute import permute_pixels
+from blasso_jax.models.networks import MODEL_NAMES, STACK_MODELS, create_model
+from blasso_jax.sparse import benchmark as sparse_benchmark
+from blasso_jax.sparse import export
+from blasso_jax.sparse import inference as sparse
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("numpy_forward", ROOT / "examples" / "numpy_forward.py")

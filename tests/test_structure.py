@@ -1,4 +1,5 @@
-"""The library's shape: no import cycle, small modules and functions, and one registration per model or method."""
+"""The library's shape: subpackages as layers whose imports point down only, no import cycle, small modules and
+functions, and one registration per model or method."""
 
 import ast
 from pathlib import Path
@@ -6,31 +7,75 @@ from pathlib import Path
 import flax.linen as nn
 import pytest
 
-from blasso_jax import config as config_lib
-from blasso_jax import models, train
+import blasso_jax
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.models import networks as models
+from blasso_jax.training import train
 
-PACKAGE = Path(__file__).resolve().parents[1] / "blasso_jax"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "blasso_jax"
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 350, 60
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer_order() -> list[str]:
+    """The subpackages bottom to top, as the package docstring writes them: `common < models < …`."""
+    line = next(line for line in blasso_jax.__doc__.splitlines() if " < " in line)
+    return [name.strip() for name in line.split("<")]
 
 
 def _imports(path: Path) -> set[str]:
     """The blasso_jax modules `path` imports anywhere in it: module level, inside functions, or for annotations
     under `if TYPE_CHECKING:` (an upward import for a type is an upward dependency all the same)."""
-    tree = ast.parse(path.read_text())
     found = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("blasso_jax"):
-            names = [node.module] if node.module != "blasso_jax" else [f"blasso_jax.{a.name}" for a in node.names]
-            found.update(names)
+            # `from package import module` names the module; `from module import name` the module
+            found.update(
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names
+            )
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("blasso_jax."))
-    modules = {f"blasso_jax.{p.stem}" for p in PACKAGE.glob("*.py")}
-    return {name for name in found if name in modules}
+    return {name for name in found if name in MODULES}
+
+
+def _layer(module: str) -> str | None:
+    """A module's subpackage (None for the top-level package, which only re-exports)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_subpackage_is_a_documented_layer():
+    subpackages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+    assert sorted(layer_order()) == subpackages
+    assert not [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"], "modules belong in a subpackage"
+    for name in subpackages:
+        assert ast.get_docstring(ast.parse((PACKAGE / name / "__init__.py").read_text())), f"{name} has no docstring"
+
+
+def test_imports_follow_the_layers():
+    rank = {name: i for i, name in enumerate(layer_order())}
+    upward = []
+    for module, path in MODULES.items():
+        layer = _layer(module)
+        if layer is None:
+            continue
+        for target in _imports(path):
+            if _layer(target) is None or rank[_layer(target)] > rank[layer]:
+                upward.append(f"{module} imports {target}")
+    assert not upward, upward
 
 
 def test_the_import_graph_has_no_cycle():
-    graph = {f"blasso_jax.{p.stem}": _imports(p) - {f"blasso_jax.{p.stem}"} for p in PACKAGE.glob("*.py")}
-    graph["blasso_jax.__init__"] = set()  # the package re-exports; modules never import it for a name
+    graph = {module: _imports(path) - {module} for module, path in MODULES.items()}
+    graph["blasso_jax"] = set()  # the package re-exports; modules never import it for a name
 
     def cycle_from(node, path):
         if node in path:
@@ -48,15 +93,15 @@ def test_the_import_graph_has_no_cycle():
 
 def test_modules_and_functions_stay_small():
     too_long = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for module, path in MODULES.items():
         lines = len(path.read_text().splitlines())
         if lines > MAX_MODULE_LINES:
-            too_long.append(f"{path.name}: {lines} lines")
+            too_long.append(f"{module}: {lines} lines")
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = node.end_lineno - node.lineno + 1
                 if length > MAX_FUNCTION_LINES:
-                    too_long.append(f"{path.name}:{node.name}: {length} lines")
+                    too_long.append(f"{module}:{node.name}: {length} lines")
     assert not too_long, too_long
 
 

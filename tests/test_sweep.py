@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from absl import flags
 
-from blasso_jax import config as config_lib
-from blasso_jax import report, sweep
+from blasso_jax.common import text
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.training import sweep
 from experiments import table2
 
 
@@ -28,7 +29,7 @@ def test_bad_seeds_are_refused_with_a_message_that_names_them(values, message):
 def test_mean_std_is_the_sample_mean_and_standard_deviation():
     values = [53.25, 54.11, 53.8, 52.9]
     mean, std = np.mean(values), np.std(values, ddof=1)  # the reference: numpy, n - 1 in the denominator
-    assert report.mean_std(values) == f"{mean:.2f} ± {std:.2f} (n=4)"
+    assert text.mean_std(values) == f"{mean:.2f} ± {std:.2f} (n=4)"
 
 
 def test_each_seed_trains_its_own_run_and_the_cell_reports_their_mean(tmp_path):

@@ -11,9 +11,12 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from blasso_jax import checkpoints, files, methods, models, parallel, rundir, step, tensorboard, train
-from blasso_jax import config as config_lib
-from blasso_jax import data as data_lib
+from blasso_jax.common import files, parallel
+from blasso_jax.config import train_config as config_lib
+from blasso_jax.data import datasets as data_lib
+from blasso_jax.methods import registry as methods
+from blasso_jax.models import networks as models
+from blasso_jax.training import checkpoints, rundir, step, tensorboard, train
 from experiments import table2
 
 

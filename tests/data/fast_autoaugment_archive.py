@@ -1,6 +1,6 @@
 # The two searched policies of Fast AutoAugment, copied verbatim (nothing else of the file) from
 #   https://github.com/kakaobrain/fast-autoaugment, FastAutoAugment/archive.py at commit 2424224291616a2158a2265069ee95a78a2d13d9
-# so that tests/test_autoaugment.py can check blasso_jax/policies/fast_autoaugment.json without a copy of that
+# so that tests/test_autoaugment.py can check blasso_jax/data/policies/fast_autoaugment.json without a copy of that
 # repository. Reference data, not part of the package: ruff skips this folder (pyproject.toml).
 #
 # The source's licence (LICENSE at the same commit):
