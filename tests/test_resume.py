@@ -205,10 +205,10 @@ OLD_RUNS = Path(__file__).parent / "data" / "old_runs"
 
 
 @pytest.mark.parametrize("name", ["blasso", "imp"])
-def test_a_run_written_before_the_subpackages_loads_and_resumes_bitwise(tmp_path, name):
+def test_a_run_written_before_the_subpackages_loads_and_resumes_to_todays_weights(tmp_path, name):
     """Run directories written at commit 8b807fc (one flat package; IMP pruned by a between-epoch hook, its mask and
     rewind weights in another optimizer-state layout), stopped after epoch 1 of 2: they load, and resume to the
-    weights a run trained straight by today's code ends with."""
+    weights a run trained straight by today's code ends with, to float32 rounding."""
     workdir = tmp_path / name
     shutil.copytree(OLD_RUNS / name, workdir)
     config, model, variables = rundir.load_run(workdir)
@@ -218,10 +218,14 @@ def test_a_run_written_before_the_subpackages_loads_and_resumes_bitwise(tmp_path
     straight = train.train_and_evaluate(config, tmp_path / "straight")
     assert resumed["epochs"] == straight["epochs"] == 2
     assert resumed["nonzero_per_layer"] == straight["nonzero_per_layer"]
+    # Epoch 1 was computed by the code of 8b807fc, compiled then; the straight run's by today's compilation, which
+    # may sum in another order. Each of epoch 2's 4 steps sums at most 192 inputs (8x8x3) in float32: a reordering
+    # moves a weight by at most 192 * 1.2e-7 = 2.3e-5 of it a step, under 1e-4 over the 4 steps, while a state read
+    # wrongly (a lost step, another mask, momentum or rewind point) moves weights by a step of learning rate 0.1.
     for a, b in zip(
         jax.tree.leaves(rundir.load_run(workdir)[2]), jax.tree.leaves(rundir.load_run(tmp_path / "straight")[2])
     ):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
 def test_a_full_disk_fails_in_one_line_leaves_no_partial_checkpoint_and_resumes(

@@ -184,7 +184,9 @@ class Checkpoints:
         if upgrade is None:
             return None
         try:
-            raw = self.manager.restore(epoch, args=_orbax().args.StandardRestore())
+            # Read without a target, orbax commits every array to one device; on the host, the caller's
+            # parallel.shard_state lays them out over the mesh like a checkpoint read into its shardings.
+            raw = jax.tree.map(np.asarray, self.manager.restore(epoch, args=_orbax().args.StandardRestore()))
             opt_state = upgrade(raw["opt_state"], raw["step"], state.opt_state)
         except Exception:  # unreadable, or not a layout `upgrade` knows: damaged
             return None
