@@ -86,6 +86,8 @@ def tuned_reference(all_cells: Sequence[Cell], method: str = "sgd") -> Cell:
 def plot_frontier(records: Sequence[dict], path_without_suffix: str | Path, title: str = "") -> list[Path]:
     """Two panels, test accuracy against the median per-unit ratio and against the median radius ÷ the tuned SGD's;
     one point per cell with ±std bars over its seeds (a single-seed cell, e.g. a grid point, has none)."""
+    from matplotlib import colormaps  # as style's, imported where a figure is drawn
+
     all_cells = cells(records)
     reference = tuned_reference(all_cells)
     fig = style.new_figure(figsize=(13, 5.5))
@@ -100,7 +102,7 @@ def plot_frontier(records: Sequence[dict], path_without_suffix: str | Path, titl
                 xerr=x_err,
                 yerr=cell.test[1],
                 fmt=markers.get(cell.method, "P"),
-                color=f"C{index % 10}",
+                color=colormaps["tab20"](index % 20),  # twenty distinct colours: grids add many cells
                 capsize=3,
                 markersize=6 if len(cell.seeds) > 1 else 4,
                 label=f"{cell.label} (n={len(cell.seeds)})" if ax is axes[0] else None,
