@@ -31,6 +31,10 @@ from experiments import table2
 # Its module-scoped runs are trained once: every test of this file on one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_reliability")
 REPO = Path(__file__).resolve().parents[1]
+# The smoke preset on 8x8 images, for tests of the run's bookkeeping rather than of CIFAR's shape: a compile and an
+# epoch cost about half of the 32x32 preset's.
+SMOKE = ["--config=smoke", "--synthetic_shape=8,8,3"]
+SMALL_IMAGES = (8, 8, 3)
 
 
 def run_cli(argv):
@@ -56,7 +60,7 @@ def test_the_recorded_commit_says_when_the_code_differed_from_it(tmp_path):
 
 
 def test_same_seed_same_metrics(tmp_path):
-    config = config_lib.preset("smoke", epochs=2)
+    config = config_lib.preset("smoke", epochs=2, synthetic_shape=SMALL_IMAGES)
     train.train_and_evaluate(config, tmp_path / "a")
     train.train_and_evaluate(config, tmp_path / "b")
     train.train_and_evaluate(config.replace(seed=1), tmp_path / "c")
@@ -89,7 +93,7 @@ def nan_on_bright_batches(monkeypatch):
 
 def test_nonfinite_loss_stops_naming_epoch_and_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     workdir = tmp_path / "run"
-    argv = ["--config=smoke", "--epochs=20", f"--workdir={workdir}", "--batch_size=8", "--checkpoint_every=1"]
+    argv = [*SMOKE, "--epochs=20", f"--workdir={workdir}", "--batch_size=8", "--checkpoint_every=1"]
     run_cli([*argv, "--stop_after=2"])
     good = {p.name: p.stat().st_mtime_ns for p in (workdir / "checkpoints").glob("[0-9]*")}
     assert "2" in good
@@ -107,7 +111,8 @@ def test_nonfinite_loss_stops_naming_epoch_and_step_and_keeps_last_good_checkpoi
 
 def test_nonfinite_steps_can_be_skipped_and_counted(tmp_path, nan_on_bright_batches):
     results = train.train_and_evaluate(
-        config_lib.preset("smoke", epochs=2, batch_size=8, on_nonfinite="skip"), tmp_path / "run"
+        config_lib.preset("smoke", epochs=2, batch_size=8, on_nonfinite="skip", synthetic_shape=SMALL_IMAGES),
+        tmp_path / "run",
     )
     records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     skipped = sum(r["skipped_steps"] for r in records)
@@ -132,13 +137,14 @@ def test_an_epoch_with_every_step_skipped_stops_the_run_even_in_skip_mode(tmp_pa
     monkeypatch.setattr(augment, "normalize", lambda *args, **kwargs: normalize(*args, **kwargs) * jnp.nan)
     workdir = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(["--config=smoke", f"--workdir={workdir}", "--on_nonfinite=skip"])
+        run_cli([*SMOKE, f"--workdir={workdir}", "--on_nonfinite=skip"])
     assert exit_info.value.code == 1
     assert "every one of the 6 steps of epoch 1 had a non-finite loss or gradient" in capsys.readouterr().err
     assert not (workdir / "results.json").exists() and files.read_jsonl(workdir / "metrics.jsonl") == []
 
 
-SIGNAL_RUN = ["--config=smoke", "--epochs=10", "--checkpoint_every=100", "--synthetic_train_size=1024"]
+# An 8x8 epoch takes about 0.1 s, so 40 of them leave seconds for the signal to land mid-run.
+SIGNAL_RUN = [*SMOKE, "--epochs=40", "--checkpoint_every=100", "--synthetic_train_size=1024"]
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +177,7 @@ def test_a_signal_checkpoints_the_epoch_and_resume_matches_an_uninterrupted_run(
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signum
     epoch = files.read_jsonl(stopped / "metrics.jsonl")[-1]["epoch"]
-    assert epoch < 10, "the run should have stopped part-way"
+    assert epoch < 40, "the run should have stopped part-way"
     name = signal.Signals(signum).name
     assert f"stopped at epoch {epoch} ({name}); continue with --resume --workdir={stopped}" in err
     assert "Traceback" not in err
@@ -291,14 +297,14 @@ def test_unwritable_workdir(tmp_path, capsys):
 
 def test_existing_workdir_needs_resume_or_overwrite(tmp_path, capsys):
     workdir = tmp_path / "run"
-    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}"])
+    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
     before = (workdir / "metrics.jsonl").read_text()
     with pytest.raises(SystemExit):
-        run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}"])
+        run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
     assert (workdir / "metrics.jsonl").read_text() == before
-    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--overwrite"])
+    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--overwrite"])
     assert len(files.read_jsonl(workdir / "metrics.jsonl")) == 1
 
 
@@ -347,7 +353,7 @@ def test_torn_metrics_line_is_dropped(tmp_path):
 
 
 def test_checkpoint_retention_keeps_last_k_and_best(tmp_path):
-    config = config_lib.preset("smoke", epochs=5, checkpoint_every=1, keep_checkpoints=2)
+    config = config_lib.preset("smoke", epochs=5, checkpoint_every=1, keep_checkpoints=2, synthetic_shape=SMALL_IMAGES)
     train.train_and_evaluate(config, tmp_path / "run")
     records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     best_epoch = max(records, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"]  # the first best
@@ -416,44 +422,44 @@ sys.stdin.read()
 
 def test_locked_workdir_is_refused_naming_the_holder_and_a_killed_holder_does_not_block(tmp_path, capsys):
     workdir = tmp_path / "run"
-    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}"])
+    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
     before = (workdir / "metrics.jsonl").read_text()
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(workdir / ".lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     assert holder.stdout.readline().strip() == b"locked"
     with pytest.raises(SystemExit):
-        run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--overwrite"])
+        run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--overwrite"])
     assert f"in use by another run (pid {holder.pid})" in capsys.readouterr().err
     assert (workdir / "metrics.jsonl").read_text() == before  # nothing deleted, nothing written
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     # The killed holder's .lock file is left behind; the OS released its lock, so the run proceeds.
-    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--overwrite"])
+    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--overwrite"])
     assert (workdir / ".lock").read_text() == str(os.getpid())
     assert len(files.read_jsonl(workdir / "metrics.jsonl")) == 1
 
 
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path, capsys):
     workdir = tmp_path / "run"
-    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}"])
+    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
     straight = (workdir / "metrics.jsonl").read_text()
     shutil.rmtree(workdir / "checkpoints")  # as a Ctrl-C or non-finite stop before epoch 1's checkpoint leaves it
-    run_cli(["--config=smoke", "--epochs=1", f"--workdir={workdir}", "--resume"])
+    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--resume"])
     assert [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")] == [1]
     assert json.loads(straight)["train_loss"] == files.read_jsonl(workdir / "metrics.jsonl")[0]["train_loss"]
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "notes.txt").write_text("not a run")
     with pytest.raises(SystemExit):
-        run_cli(["--config=smoke", "--epochs=1", f"--workdir={stray}", "--resume"])
+        run_cli([*SMOKE, "--epochs=1", f"--workdir={stray}", "--resume"])
     err = capsys.readouterr().err
     assert "nothing to resume" in err and "--overwrite" in err
 
 
 def test_resume_refuses_settings_that_change_the_run_and_writes_nothing(tmp_path, capsys):
     workdir = tmp_path / "run"
-    base = ["--config=smoke", "--epochs=2", f"--workdir={workdir}"]
+    base = [*SMOKE, "--epochs=2", f"--workdir={workdir}"]
     run_cli([*base, "--stop_after=1"])
     before = {name: (workdir / name).read_text() for name in ("config.jsonl", "metrics.jsonl")}
     for changed, message in [("--beta=0.5", "beta: saved"), ("--epochs=3", "epochs: saved 2, requested 3")]:
@@ -469,7 +475,7 @@ def test_resume_refuses_settings_that_change_the_run_and_writes_nothing(tmp_path
 def test_resume_with_only_the_workdir_continues_from_the_saved_config(tmp_path, capsys):
     workdir = tmp_path / "run"
     # Not the table2 preset's values: a resume that fell back to the preset would train S-FC α=150 on tfds CIFAR-10.
-    run_cli(["--config=smoke", "--epochs=3", "--alpha=2", f"--workdir={workdir}", "--stop_after=1"])
+    run_cli([*SMOKE, "--epochs=3", "--alpha=2", f"--workdir={workdir}", "--stop_after=1"])
     run_cli([f"--workdir={workdir}", "--resume"])
     assert [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")] == [1, 2, 3]
     configs = files.read_jsonl(workdir / "config.jsonl")
