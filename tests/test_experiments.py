@@ -19,6 +19,10 @@ from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table
 from experiments import flags as train_flags
 
 
+# The smoke preset on 8x8 images: these tests check what the entry points train, select and write, not CIFAR's shape.
+SMOKE = ["--config=smoke", "--synthetic_shape=8,8,3"]
+
+
 def run(module, argv):
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["prog", *argv])
@@ -26,7 +30,7 @@ def run(module, argv):
 
 
 def test_table2_sweep_runs_each_cell_once_and_resumes(tmp_path, capsys):
-    argv = ["--config=smoke", "--epochs=1", "--sweep", "--datasets=synthetic", f"--workdir={tmp_path}"]
+    argv = [*SMOKE, "--epochs=1", "--sweep", "--datasets=synthetic", f"--workdir={tmp_path}"]
     run(table2, argv)
     table = (tmp_path / "table2.md").read_text()
     for method in ("β-LASSO β=0", "β-LASSO β=1", "β-LASSO β=50", "SGD"):
@@ -76,7 +80,7 @@ def test_cpu_augment_grids_are_the_issues_values_and_of_one_size():
 
 def test_table2_grid_selects_each_cell_by_validation_and_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(table2, "SWEEP", (("blasso", {"beta": 50.0}), ("sgd", {})))
-    argv = ["--config=smoke", "--epochs=1", "--sweep", "--grid=small", "--datasets=synthetic", f"--workdir={tmp_path}"]
+    argv = [*SMOKE, "--epochs=1", "--sweep", "--grid=small", "--datasets=synthetic", f"--workdir={tmp_path}"]
     run(table2, argv)
     assert "8 runs of grid 'small' over 2 cells and 1 seed(s)" in capsys.readouterr().out
     table = (tmp_path / "table2.md").read_text()
@@ -98,7 +102,7 @@ def test_table2_grid_selects_each_cell_by_validation_and_resumes(tmp_path, capsy
 
 
 def test_table1_trains_each_architecture_with_sgd(tmp_path):
-    run(table1, ["--config=smoke", "--epochs=1", "--models=s-fc,s-conv,3-fc", f"--workdir={tmp_path}"])
+    run(table1, [*SMOKE, "--epochs=1", "--models=s-fc,s-conv,3-fc", f"--workdir={tmp_path}"])
     table = (tmp_path / "table1.md").read_text()
     assert "synthetic, SGD" in table
     for name in ("s-fc", "s-conv", "3-fc"):
@@ -113,7 +117,7 @@ def test_fig3_launches_runs_and_plots_nonzeros_and_locality(tmp_path):
         fig3,
         [
             "--launch",
-            "--config=smoke",
+            *SMOKE,
             "--epochs=2",
             "--datasets=synthetic",
             f"--workdir={tmp_path / 'runs'}",
@@ -152,7 +156,7 @@ def test_benchmark_smoke_writes_a_report(tmp_path):
 
 def test_locality_table_rows_carry_a_command_that_rebuilds_the_run(tmp_path, capsys):
     workdir = tmp_path / "run"
-    run(table2, ["--config=smoke", "--epochs=1", "--beta=1", "--l1_first=3e-4", f"--workdir={workdir}"])
+    run(table2, [*SMOKE, "--epochs=1", "--beta=1", "--l1_first=3e-4", f"--workdir={workdir}"])
     capsys.readouterr()
     run(locality_table, [f"--runs={workdir}", f"--out={tmp_path / 'table.md'}"])
     row = (tmp_path / "table.md").read_text().splitlines()[2]
@@ -187,7 +191,7 @@ def test_a_method_is_one_registry_entry(tmp_path, capsys):
         )
     )
     try:
-        run(table2, ["--config=smoke", "--epochs=1", "--method=sgd_l1", "--l1_first=1e-3", f"--workdir={tmp_path}"])
+        run(table2, [*SMOKE, "--epochs=1", "--method=sgd_l1", "--l1_first=1e-3", f"--workdir={tmp_path}"])
         assert "| synthetic | SGD+L1 λ=0.001 | 1 |" in capsys.readouterr().out
         config = config_lib.TrainConfig.from_dict(files.read_jsonl(tmp_path / "config.jsonl")[-1])
         assert config.method == "sgd_l1" and methods.run_name(config) == "synthetic-s-fc-sgd-l1-seed0"

@@ -1,5 +1,7 @@
 """Model-sharded weights on 8 simulated CPU devices: equal results, 1/K of the bytes, checkpoints across meshes."""
 
+from types import SimpleNamespace
+
 import jax
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from blasso_jax.config import train_config as config_lib
 from blasso_jax.data import datasets as data_lib
 from blasso_jax.methods import registry as methods
 from blasso_jax.models import networks as models
-from blasso_jax.training import checkpoints, step
+from blasso_jax.training import checkpoints, records, step
 
 BETA, L1_FIRST, L1_REST = 5.0, 1e-3, 1e-4
 DATASET = data_lib.load_dataset("synthetic", validation_size=0, synthetic_train_size=256, seed=0)
@@ -150,3 +152,17 @@ def test_partition_rule_splits_kernels_along_outputs_only():
     assert rule(path("layer3", "kernel"), np.zeros((24, 10)), 4) == P()  # 10 outputs: not divisible
     assert rule(path("norm1", "scale"), np.zeros((256,)), 4) == P()
     assert rule(path("layer1", "kernel"), np.zeros((3072, 256)), 1) == P()
+
+
+def test_locality_is_measured_once_on_a_replicated_kernel_and_equals_the_hosts_copy():
+    # A computation on a replicated array runs on every device it is on: the trainer measures one copy.
+    kernel = np.random.default_rng(0).standard_normal((8 * 8 * 3, 16)).astype(np.float32)
+    mesh = parallel.make_mesh(jax.devices(), 2)
+    replicated = jax.device_put(kernel, NamedSharding(mesh, P()))
+    model_sharded = jax.device_put(kernel, NamedSharding(mesh, P(None, "model")))
+    assert len(records._one_copy(replicated).devices()) == 1 and len(replicated.devices()) == 8
+    assert records._one_copy(model_sharded) is model_sharded  # not whole on any one device: measured as it is
+    dataset = SimpleNamespace(image_shape=(8, 8, 3), geometry=None)
+    on_host = records.locality_summary(kernel, dataset, seed=0)
+    assert records.locality_summary(replicated, dataset, seed=0) == on_host
+    assert records.locality_summary(model_sharded, dataset, seed=0) == pytest.approx(on_host, rel=1e-6, nan_ok=True)
