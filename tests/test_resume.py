@@ -27,7 +27,9 @@ from experiments import table2
 # Its module-scoped runs are trained once: every test of this file on one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_resume")
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = ["--config=smoke", "--epochs=6", "--checkpoint_every=1", "--keep_checkpoints=2", "--locality_every=0"]
+# 8x8 images: these tests check what a run keeps and resumes, not CIFAR's shape.
+CONFIG = ["--config=smoke", "--synthetic_shape=8,8,3", "--epochs=6", "--checkpoint_every=1", "--keep_checkpoints=2"]
+CONFIG += ["--locality_every=0"]
 
 # Runs table2 with CONFIG in a subprocess that dies (os._exit, as a SIGKILL would) at the N-th call of one write.
 _DIE_AT = """
@@ -171,7 +173,7 @@ def test_the_workdir_lock_is_held_until_results_json_is_written(tmp_path, monkey
         write(path, obj)
 
     monkeypatch.setattr(summary.files, "atomic_write_json", probing)
-    train.train_and_evaluate(config_lib.preset("smoke", epochs=1), workdir)
+    train.train_and_evaluate(config_lib.preset("smoke", epochs=1, synthetic_shape=(8, 8, 3)), workdir)
     assert held == [True]
     rundir.lock_workdir(workdir).close()  # released once the run returned
 
