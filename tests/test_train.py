@@ -178,7 +178,7 @@ def test_steps_dispatched_from_the_host_equal_one_scan():
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     # With dropout: its masks come from the step keys, so a resumed run draws the same ones.
-    config = config_lib.preset("smoke", epochs=4, checkpoint_every=1, dropout=0.3)
+    config = config_lib.preset("smoke", epochs=4, checkpoint_every=1, dropout=0.3, synthetic_shape=(8, 8, 3))
     straight = train.train_and_evaluate(config, tmp_path / "straight")
     assert train.train_and_evaluate(config, tmp_path / "resumed", stop_after=2) is None
     assert not (tmp_path / "resumed" / "results.json").exists()
@@ -197,7 +197,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_metrics_record_lr_schedule_and_checkpoint_size(tmp_path, capsys):
-    config = config_lib.preset("smoke", epochs=2)
+    config = config_lib.preset("smoke", epochs=2, synthetic_shape=(8, 8, 3))
     train.train_and_evaluate(config, tmp_path / "run")
     records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert records[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine reaches 0 at the end
@@ -206,14 +206,14 @@ def test_metrics_record_lr_schedule_and_checkpoint_size(tmp_path, capsys):
     assert not (tmp_path / "run" / "tensorboard").exists()  # no event files without --tensorboard
     config_loaded, model, variables = rundir.load_run(tmp_path / "run")
     assert config_loaded == config
-    logits = model.apply(variables, jnp.zeros((2, 32, 32, 3)), train=False)
+    logits = model.apply(variables, jnp.zeros((2, 8, 8, 3)), train=False)
     assert logits.shape == (2, 10)
 
 
 def test_cli_default_workdir_is_relative_to_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     flags.FLAGS.unparse_flags()
-    flags.FLAGS(["table2", "--config=smoke", "--epochs=1"])
+    flags.FLAGS(["table2", "--config=smoke", "--epochs=1", "--synthetic_shape=8,8,3"])
     table2.main(["table2"])
     assert (tmp_path / "runs" / "table2" / "synthetic-s-fc-blasso-beta50-seed0" / "results.json").exists()
 
@@ -342,7 +342,17 @@ def test_a_finished_run_counts_for_a_sweep_with_tensorboard_on(tmp_path):
 def test_a_blasso_runs_momentum_flag_reaches_its_optimizer_and_config_jsonl(tmp_path):
     def run(workdir, *extra):
         flags.FLAGS.unparse_flags()
-        flags.FLAGS(["table2", "--config=smoke", "--epochs=1", "--locality_every=0", f"--workdir={workdir}", *extra])
+        flags.FLAGS(
+            [
+                "table2",
+                "--config=smoke",
+                "--synthetic_shape=8,8,3",
+                "--epochs=1",
+                "--locality_every=0",
+                f"--workdir={workdir}",
+                *extra,
+            ]
+        )
         table2.main(["table2"])
         _, saved = checkpoints.read_checkpoint(workdir / "checkpoints")
         return files.read_jsonl(workdir / "config.jsonl")[-1], saved
