@@ -110,8 +110,13 @@ def test_pruning_transforms_run_in_a_hand_written_loop():
     assert int(np.count_nonzero(params["layer1"]["kernel"])) == 10 and bool(state.mask["norm"]["scale"])
 
 
+# S-FC α=1 on 8x8x3 images: 192 inputs, (8/2)·(8/2) = 16 first-layer units, 24 in layer 2, 10 classes.
+SIZES = {"layer1": 192 * 16, "layer2": 16 * 24, "layer3": 24 * 10}
+
+
 def _smoke(method, **overrides):
     base = dict(epochs=4, method=method, checkpoint_every=1, locality_every=0, momentum=0.9, weight_decay=5e-4)
+    base |= dict(synthetic_shape=(8, 8, 3))
     return config_lib.preset("smoke", **{**base, **overrides})
 
 
@@ -154,7 +159,7 @@ def test_masked_retraining_refuses_a_missing_or_mismatched_source(tmp_path, sour
         train.train_and_evaluate(_smoke("mask_retrain"), tmp_path / "a")
     with pytest.raises(rundir.WorkdirError, match="holds no run"):
         train.train_and_evaluate(_smoke("mask_retrain", mask_source=str(tmp_path / "none")), tmp_path / "b")
-    with pytest.raises(ValueError, match=r"trained s-fc with a first layer of shape \(3072, 256\); this run's s-fc"):
+    with pytest.raises(ValueError, match=r"trained s-fc with a first layer of shape \(192, 16\); this run's s-fc"):
         train.train_and_evaluate(_smoke("mask_retrain", mask_source=str(source_run), alpha=2), tmp_path / "c")
     assert not (tmp_path / "c").exists()  # refused before anything was written
 
@@ -165,9 +170,8 @@ def test_magnitude_pruning_reaches_its_densities_and_keeps_exact_zeros_through_f
         _smoke("magnitude", density_first=0.05, density_rest=0.5, finetune_epochs=2, epochs=5), workdir
     )
     records = files.read_jsonl(workdir / "metrics.jsonl")
-    sizes = {"layer1": 3072 * 256, "layer2": 256 * 24, "layer3": 24 * 10}
-    assert records[1]["nonzero_per_layer"] == sizes  # dense until the pruning epoch (5 - 2 = 3)
-    pruned = {"layer1": round(0.05 * sizes["layer1"]), "layer2": round(0.5 * sizes["layer2"]), "layer3": 120}
+    assert records[1]["nonzero_per_layer"] == SIZES  # dense until the pruning epoch (5 - 2 = 3)
+    pruned = {"layer1": round(0.05 * SIZES["layer1"]), "layer2": round(0.5 * SIZES["layer2"]), "layer3": 120}
     for record in records[2:]:
         assert record["nonzero_per_layer"] == pruned
     # Selection by validation never picks the dense epochs before pruning, nor does the best checkpoint hold them.
@@ -186,7 +190,7 @@ def test_imp_reaches_the_density_and_rewinds_to_the_stored_weights(tmp_path):
     workdir = tmp_path / "imp"
     train.train_and_evaluate(config, workdir)  # 3 segments of 2 epochs: dense, 50 %, 25 %
     counts = [r["nonzero_per_layer"]["layer1"] for r in files.read_jsonl(workdir / "metrics.jsonl")]
-    size = 3072 * 256
+    size = SIZES["layer1"]
     # each segment's last epoch is recorded after its pruning round
     assert counts == [size, size // 2, size // 2, size // 4, size // 4, size // 4]
     assert json.loads((workdir / "results.json").read_text())["best_epoch"] >= 4  # never a denser round's model
