@@ -156,10 +156,17 @@ def test_description_length_by_hand():
         analysis.description_length(params, bits=0)
 
 
-def test_locality_is_fast_on_a_large_layer():
-    # A quarter of S-FC's α=150 first layer (3072 x 38·256): the whole layer takes a few seconds on 2 cores.
-    kernel = np.random.default_rng(0).standard_normal((3072, 38 * UNITS), dtype=np.float32)
-    summary = analysis.locality(kernel, SHAPE)["summary"]
-    assert summary["units"] == 38 * UNITS
+def test_locality_in_chunks_of_units_equals_one_pass_and_dense_noise_is_at_chance(monkeypatch):
+    # A large layer is measured in fixed-size chunks of units (one compile serves all; the last chunk is padded):
+    # 300 units in chunks of 128 (two full, one padded) give each unit's numbers as one pass over all 300 does, to
+    # the rounding of a float32 sum over 1,024 pixels compiled for another chunk size: 1024 · 2⁻²³ ≈ 1.2e-4 of it.
+    kernel = np.random.default_rng(0).standard_normal((3072, 300), dtype=np.float32)
+    whole = analysis.locality(kernel, SHAPE)
+    monkeypatch.setattr(analysis, "_LOCALITY_CHUNK_PIXELS", 128 * 32 * 32)
+    chunked = analysis.locality(kernel, SHAPE)
+    for name in ("centroid", "radius", "window_share", "window_share_shuffled", "ratio"):
+        np.testing.assert_allclose(chunked[name], whole[name], rtol=1024 * 2.0**-23, err_msg=name)
+    summary = chunked["summary"]
+    assert summary["units"] == 300
     assert summary["window_share_median"] == pytest.approx(summary["window_share_chance"], rel=0.05)
     assert math.isfinite(summary["radius_median"])
