@@ -19,14 +19,15 @@ def free_port() -> int:
 
 
 def launch(workdir, devices_per_process, processes, *extra):
-    """Runs `experiments.table2 --config=smoke` as `processes` processes; returns their outputs (process 0 first)."""
+    """Runs `experiments.table2 --config=smoke` (on 8x8 images) as `processes` processes; returns their outputs (process 0 first)."""
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
         "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices_per_process}",
         "PYTHONPATH": str(ROOT),
     }
-    command = [sys.executable, "-m", "experiments.table2", "--config=smoke", f"--workdir={workdir}", *extra]
+    command = [sys.executable, "-m", "experiments.table2", "--config=smoke", "--synthetic_shape=8,8,3"]
+    command += [f"--workdir={workdir}", *extra]
     if processes > 1:
         command += ["--distributed", f"--coordinator_address=localhost:{free_port()}", f"--num_processes={processes}"]
         commands = [[*command, f"--process_id={i}"] for i in range(processes)]

@@ -159,10 +159,17 @@ def gather_rows(rows: jax.Array, indices: jax.Array, mesh: jax.sharding.Mesh) ->
 
 
 def fetch(tree: Any) -> Any:
-    """`tree` as numpy on every process, gathering shards that live on other processes' devices."""
+    """`tree` as numpy on every process, gathering shards that live on other processes' devices (an array this
+    process holds whole, as one device's copy of a replicated one, is read as it is: gathered, it would repeat)."""
     if jax.process_count() == 1:
         return jax.device_get(tree)
-    return multihost_utils.process_allgather(tree, tiled=True)
+
+    def whole(leaf: Any) -> Any:
+        if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+            return jax.device_get(leaf)
+        return multihost_utils.process_allgather(leaf, tiled=True)
+
+    return jax.tree.map(whole, tree)
 
 
 def is_writer() -> bool:
