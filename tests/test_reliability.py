@@ -161,7 +161,7 @@ def test_a_signal_checkpoints_the_epoch_and_resume_matches_an_uninterrupted_run(
     config_flags, straight = SIGNAL_RUN, uninterrupted_signal_run
 
     stopped = tmp_path / "stopped"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # conftest's XLA_FLAGS: 8 devices
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # conftest's XLA_FLAGS: 4 devices
     process = subprocess.Popen(
         [sys.executable, "-m", "experiments.table2", *config_flags, f"--workdir={stopped}"],
         cwd=tmp_path,  # entry points run from any directory
@@ -239,7 +239,7 @@ def bad_npz(tmp_path):
         (["--l1_first=-1e-5"], "l1_first must be >= 0"),
         (["--l1_rest=-1e-5"], "l1_rest must be >= 0"),
         (["--learning_rate=0"], "learning_rate must be > 0, got 0"),
-        (["--batch_size=12"], "batch_size 12 is not divisible by the 8 devices"),
+        (["--batch_size=10"], "batch_size 10 is not divisible by the 4 devices"),
         (["--beta=inf"], "beta must be a finite number, got inf"),
         (["--learning_rate=nan"], "learning_rate must be a finite number, got nan"),
         (["--l1_first=-inf"], "l1_first must be a finite number, got -inf"),

@@ -81,7 +81,7 @@ def _same_run(a, b):
 @pytest.mark.parametrize("moment", ["before", "after"])
 def test_a_run_killed_around_a_checkpoint_resumes_to_the_same_result(tmp_path, straight, moment):
     workdir = tmp_path / "killed"
-    env = {**os.environ}  # conftest's XLA_FLAGS: 8 devices
+    env = {**os.environ}  # conftest's XLA_FLAGS: 4 devices
     command = [sys.executable, "-c", _DIE_AT, moment, "3", *CONFIG, f"--workdir={workdir}"]
     assert subprocess.run(command, cwd=REPO, env=env, capture_output=True).returncode == 9
     lines = [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")]
@@ -92,7 +92,7 @@ def test_a_run_killed_around_a_checkpoint_resumes_to_the_same_result(tmp_path, s
 
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, straight):
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # conftest's XLA_FLAGS: 8 devices
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # conftest's XLA_FLAGS: 4 devices
     process = subprocess.Popen(
         [sys.executable, "-m", "experiments.table2", *CONFIG, f"--workdir={killed}"],
         cwd=REPO,

@@ -145,11 +145,11 @@ def epoch_params(devices, steps=3, host_loop=None):
     return jax.device_get(state.params), jax.device_get(state.batch_stats)
 
 
-def test_eight_devices_match_one_device():
-    assert jax.device_count() == 8
+def test_four_devices_match_one_device():
+    assert jax.device_count() == 4
     one = epoch_params(jax.devices()[:1])
-    eight = epoch_params(jax.devices())
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), one, eight)
+    four = epoch_params(jax.devices())
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), one, four)
     changed = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), one[0], epoch_params(jax.devices()[:1], 1)[0])
     assert max(jax.tree.leaves(changed)) > 1e-3  # the epochs did move the parameters
 
