@@ -45,7 +45,10 @@ def test_the_keys_one_epoch_consumes_are_all_distinct(monkeypatch, policy):
     monkeypatch.setattr(step, "train_step", recording_train_step)
 
     config = config_lib.preset("smoke", batch_size=32, dropout=0.5)
-    dataset = data_lib.load_dataset("synthetic", validation_size=0, synthetic_train_size=96, seed=0)
+    # 8x8 images: the epoch runs op by op (jit disabled), so each op's cost is paid for every image.
+    dataset = data_lib.load_dataset(
+        "synthetic", validation_size=0, synthetic_train_size=96, seed=0, synthetic_shape=(8, 8, 3)
+    )
     mesh = parallel.make_mesh(jax.devices()[:1])
     model = models.create_model("s-fc", 1, 10, dataset.image_shape, dropout=0.5)
     state = step.create_train_state(model, dataset.image_shape, methods.optimizer(config, 3), rng.init_key(0))
