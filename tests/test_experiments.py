@@ -18,7 +18,6 @@ from blasso_jax.training import sweep
 from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
 
-
 # The smoke preset on 8x8 images: these tests check what the entry points train, select and write, not CIFAR's shape.
 SMOKE = ["--config=smoke", "--synthetic_shape=8,8,3"]
 

@@ -19,7 +19,8 @@ def free_port() -> int:
 
 
 def launch(workdir, devices_per_process, processes, *extra):
-    """Runs `experiments.table2 --config=smoke` (on 8x8 images) as `processes` processes; returns their outputs (process 0 first)."""
+    """Runs `experiments.table2 --config=smoke` on 8x8 images as `processes` processes; returns their outputs
+    (process 0 first)."""
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
