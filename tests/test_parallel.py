@@ -166,8 +166,8 @@ def test_locality_is_measured_once_on_a_replicated_kernel_and_equals_the_hosts_c
     mesh = parallel.make_mesh(jax.devices(), 2)
     replicated = jax.device_put(kernel, NamedSharding(mesh, P()))
     model_sharded = jax.device_put(kernel, NamedSharding(mesh, P(None, "model")))
-    assert len(records._one_copy(replicated).devices()) == 1 and len(replicated.devices()) == jax.device_count() > 1
-    assert records._one_copy(model_sharded) is model_sharded  # not whole on any one device: measured as it is
+    assert len(parallel.one_copy(replicated).devices()) == 1 and len(replicated.devices()) == jax.device_count() > 1
+    assert parallel.one_copy(model_sharded) is model_sharded  # not whole on any one device: measured as it is
     dataset = SimpleNamespace(image_shape=(8, 8, 3), geometry=None)
     on_host = records.locality_summary(kernel, dataset, seed=0)
     assert records.locality_summary(replicated, dataset, seed=0) == on_host

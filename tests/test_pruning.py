@@ -111,12 +111,13 @@ def test_pruning_transforms_run_in_a_hand_written_loop():
 
 
 # S-FC α=1 on 8x8x3 images: 192 inputs, (8/2)·(8/2) = 16 first-layer units, 24 in layer 2, 10 classes.
+IMAGE_SHAPE = (8, 8, 3)
 SIZES = {"layer1": 192 * 16, "layer2": 16 * 24, "layer3": 24 * 10}
 
 
 def _smoke(method, **overrides):
     base = dict(epochs=4, method=method, checkpoint_every=1, locality_every=0, momentum=0.9, weight_decay=5e-4)
-    base |= dict(synthetic_shape=(8, 8, 3))
+    base |= dict(synthetic_shape=IMAGE_SHAPE)
     return config_lib.preset("smoke", **{**base, **overrides})
 
 

@@ -33,8 +33,8 @@ pytestmark = pytest.mark.xdist_group("test_reliability")
 REPO = Path(__file__).resolve().parents[1]
 # The smoke preset on 8x8 images, for tests of the run's bookkeeping rather than of CIFAR's shape: a compile and an
 # epoch cost about half of the 32x32 preset's.
-SMOKE = ["--config=smoke", "--synthetic_shape=8,8,3"]
 SMALL_IMAGES = (8, 8, 3)
+SMOKE = ["--config=smoke", f"--synthetic_shape={','.join(map(str, SMALL_IMAGES))}"]
 
 
 def run_cli(argv):

@@ -172,6 +172,14 @@ def fetch(tree: Any) -> Any:
     return jax.tree.map(whole, tree)
 
 
+def one_copy(array: Any) -> Any:
+    """A replicated array's copy on one local device, else `array` as it is: a computation on a replicated array
+    runs on every device it is on, so measuring the training state's own copy repeats the work once per device."""
+    if isinstance(array, jax.Array) and array.sharding.is_fully_replicated:
+        return array.addressable_shards[0].data
+    return array
+
+
 def is_writer() -> bool:
     """Whether this process writes the run's files (metrics, results, figures): process 0 only."""
     return jax.process_index() == 0

@@ -122,16 +122,8 @@ def locality_summary(kernel: Any, dataset: Dataset, seed: int) -> dict[str, Any]
     """Locality of a dense first layer's units on the dataset's geometry (`analysis.first_layer_locality`, its
     permutation null drawn from the seed's own stream), summarised; NaN as None for JSON."""
     key = rng.child(jax.random.key(seed), "locality")
-    summary = analysis.first_layer_locality(_one_copy(kernel), dataset.image_shape, dataset.geometry, key)
+    summary = analysis.first_layer_locality(parallel.one_copy(kernel), dataset.image_shape, dataset.geometry, key)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
-
-
-def _one_copy(kernel: Any) -> Any:
-    """A replicated kernel's copy on one device: a computation on a replicated array runs on every device it is
-    on, so measuring the training state's own copy would repeat the same work once per device."""
-    if isinstance(kernel, jax.Array) and kernel.sharding.is_fully_replicated:
-        return kernel.addressable_shards[0].data
-    return kernel
 
 
 def check_finite(config: TrainConfig, epoch: int, totals: step.EpochTotals, steps: int, last_good: str) -> None:
