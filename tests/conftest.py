@@ -8,13 +8,20 @@ session ends, compiles each once. A JAX_COMPILATION_CACHE_DIR set by the caller 
 import os
 import shutil
 import tempfile
+from importlib.metadata import version
 
 # LLVM at -O0: XLA's own (HLO) optimisations still run, so results are those of a default build (the printed
 # metrics of a smoke ResNet18 run are identical), but each compile takes about a third of the CPU time.
 # Four devices hold every layout the tests check (data x model = 4x1, 2x2, 1x4); each simulated device runs its
 # own copy of a step, so eight cost a training test about 15 % more CPU time than four (docs/performance.md).
+# XLA's older loop fusion emitter instead of the MLIR fusion emitters: the same fused computations, emitted in
+# about half the compile time (docs/performance.md). XLA aborts on a flag it does not know, so it is set only for
+# the jaxlib it was measured on (requirements-lock.txt); on another the tests run as they are, only slower.
+_FAST_EMITTER = " --xla_cpu_use_fusion_emitters=false" if version("jaxlib").startswith("0.10.") else ""
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0 --xla_force_host_platform_device_count=4"
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_backend_optimization_level=0 --xla_force_host_platform_device_count=4"
+    + _FAST_EMITTER
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _SESSION_CACHE = None

@@ -13,8 +13,9 @@ def test_notebook_runs_on_cpu_with_the_tiny_preset(tmp_path, monkeypatch):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     monkeypatch.setenv("BLASSO_JAX_NOTEBOOK_TINY", "1")
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    # One CPU device, as on a laptop; LLVM at -O0, as for every test (conftest.py).
-    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    # One CPU device, as on a laptop; the compile flags of every test (conftest.py) kept.
+    compile_flags = [f for f in os.environ["XLA_FLAGS"].split() if "device_count" not in f]
+    monkeypatch.setenv("XLA_FLAGS", " ".join(compile_flags))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(NOTEBOOK.parents[1]), os.environ.get("PYTHONPATH", "")]))
     client = NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}

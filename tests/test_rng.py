@@ -19,13 +19,17 @@ def _key_bytes(key) -> bytes:
 
 @pytest.mark.parametrize("policy", ["crop_flip", "crop", "fast_autoaugment_cifar"])
 def test_the_keys_one_epoch_consumes_are_all_distinct(monkeypatch, policy):
-    """Records the key of every draw of a real epoch (shuffle, crop, flip, policy, Cutout, dropout):
+    """Records the key of every draw of a real, compiled epoch (shuffle, crop, flip, policy, Cutout, dropout):
     before blasso_jax.common.rng, a step's dropout key equalled its flip key (fold_in(k, 1) == split(k)[1])."""
     seen = []
 
+    def record(name, key):
+        # A host callback sees the key's value at run time, inside jit and per image under vmap (unrolled).
+        jax.debug.callback(lambda data: seen.append((name, np.asarray(data).tobytes())), jax.random.key_data(key))
+
     def recording(name, draw):
         def wrapped(key, *args, **kwargs):
-            seen.append((name, _key_bytes(key)))
+            record(name, key)
             return draw(key, *args, **kwargs)
 
         return wrapped
@@ -39,24 +43,21 @@ def test_the_keys_one_epoch_consumes_are_all_distinct(monkeypatch, policy):
     train_step = step.train_step
 
     def recording_train_step(state, images, labels, dropout_key):
-        seen.append(("dropout", _key_bytes(dropout_key)))
+        record("dropout", dropout_key)
         return train_step(state, images, labels, dropout_key)
 
     monkeypatch.setattr(step, "train_step", recording_train_step)
 
     config = config_lib.preset("smoke", batch_size=32, dropout=0.5)
-    # 8x8 images: the epoch runs op by op (jit disabled), so each op's cost is paid for every image.
     dataset = data_lib.load_dataset(
         "synthetic", validation_size=0, synthetic_train_size=96, seed=0, synthetic_shape=(8, 8, 3)
     )
     mesh = parallel.make_mesh(jax.devices()[:1])
     model = models.create_model("s-fc", 1, 10, dataset.image_shape, dropout=0.5)
     state = step.create_train_state(model, dataset.image_shape, methods.optimizer(config, 3), rng.init_key(0))
-    with jax.disable_jit():
-        epoch = step.make_train_epoch(
-            mesh, 96, policy, dataset.mean, dataset.std, **config.step_options(), host_loop=True
-        )
-        epoch(state, dataset.x_train, dataset.y_train.astype(np.int32), rng.epoch_key(0, 1))
+    epoch = step.make_train_epoch(mesh, 96, policy, dataset.mean, dataset.std, **config.step_options(), host_loop=True)
+    epoch(state, dataset.x_train, dataset.y_train.astype(np.int32), rng.epoch_key(0, 1))
+    jax.effects_barrier()
 
     names = [name for name, _ in seen]
     assert names.count("dropout") == 3 and names.count("permutation") == 1
