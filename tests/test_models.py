@@ -167,19 +167,24 @@ def test_dropout_acts_on_the_inputs_of_the_last_two_dense_layers_in_training_onl
     images = jax.random.normal(jax.random.key(0), (64, *shape))
     plain = bj.create_model(name, 2, 10, shape)
     dropped = bj.create_model(name, 2, 10, shape, dropout=0.5)
-    variables = plain.init(jax.random.key(1), images, train=False)
+    # Compiled, as training runs them: a few programs instead of a few hundred eager ops, each compiled alone.
+    evaluate = jax.jit(lambda model, variables: model.apply(variables, images, train=False), static_argnums=0)
+
+    @jax.jit
+    def train(variables, key):
+        return dropped.apply(
+            variables,
+            images,
+            train=True,
+            mutable=["batch_stats", "intermediates"],
+            capture_intermediates=lambda module, method: isinstance(module, nn.Dropout),
+            rngs={"dropout": key},
+        )
+
+    variables = jax.jit(lambda key: plain.init(key, images, train=False))(jax.random.key(1))
     # Same parameters: evaluation ignores dropout.
-    np.testing.assert_array_equal(
-        dropped.apply(variables, images, train=False), plain.apply(variables, images, train=False)
-    )
-    (logits, state) = dropped.apply(
-        variables,
-        images,
-        train=True,
-        mutable=["batch_stats", "intermediates"],
-        capture_intermediates=lambda module, method: isinstance(module, nn.Dropout),
-        rngs={"dropout": jax.random.key(2)},
-    )
+    np.testing.assert_array_equal(evaluate(dropped, variables), evaluate(plain, variables))
+    (logits, state) = train(variables, jax.random.key(2))
     outputs = jax.tree.leaves(state["intermediates"])
     params = variables["params"]
     if name == "resnet18":  # one dense layer
@@ -192,12 +197,8 @@ def test_dropout_acts_on_the_inputs_of_the_last_two_dense_layers_in_training_onl
     for out in outputs:
         # Half of the units dropped on top of ReLU's zeros (about half after BatchNorm; none after ResNet's pool).
         assert 0.4 < float(jnp.mean(out == 0)) < 0.9
-    again, _ = dropped.apply(
-        variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)}
-    )
-    other, _ = dropped.apply(
-        variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(3)}
-    )
+    again, _ = train(variables, jax.random.key(2))
+    other, _ = train(variables, jax.random.key(3))
     np.testing.assert_array_equal(logits, again)  # one key, one mask
     assert not np.allclose(logits, other)
     with pytest.raises(ValueError, match=r"dropout must be a rate in \[0, 1\), got 1.0"):
