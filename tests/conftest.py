@@ -34,3 +34,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # cach
 def pytest_unconfigure(config):
     if _SESSION_CACHE is not None:
         shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core, plus one that runs while another waits on its subprocesses, checkpoint
+    writes or cache files (2 cores: 396 s with two workers, 363 s with three, 392 s with four; docs/performance.md)."""
+    return len(os.sched_getaffinity(0)) + 1
