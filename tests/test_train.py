@@ -115,6 +115,7 @@ def test_cli_on_tfds_mock_data(tmp_path):
             [
                 "--config=smoke",
                 "--dataset=cifar10",
+                "--augment=crop_flip",  # CIFAR's default, Fast AutoAugment, compiles for 8 s; its tests are its own
                 "--validation_size=32",
                 "--batch_size=32",
                 "--epochs=2",
