@@ -30,15 +30,19 @@ def new_figure(**kwargs: Any) -> Figure:
 
 def save_figure(fig: Figure, path_without_suffix: str | os.PathLike, *, dpi: int = 150) -> list[Path]:
     """Writes `fig` as `<path>.png` and `<path>.pdf`, each atomically; returns the two paths. The layout is solved
-    once, for the PNG, and the PDF keeps it (solving it again per format doubled the time of a many-panel figure)."""
-    paths = []
-    for fmt in ("png", "pdf"):
-        path = Path(f"{os.fspath(path_without_suffix)}.{fmt}")
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, dpi=dpi)
-        fig.set_layout_engine("none")
-        files.atomic_write_bytes(path, buffer.getvalue())
-        paths.append(path)
+    once, for the PNG, and the PDF keeps it (solving it again per format doubled the time of a many-panel figure);
+    `fig` keeps its own layout engine afterwards."""
+    engine, paths = fig.get_layout_engine(), []
+    try:
+        for fmt in ("png", "pdf"):
+            path = Path(f"{os.fspath(path_without_suffix)}.{fmt}")
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=fmt, dpi=dpi)
+            fig.set_layout_engine("none")
+            files.atomic_write_bytes(path, buffer.getvalue())
+            paths.append(path)
+    finally:
+        fig.set_layout_engine(engine)
     return paths
 
 
