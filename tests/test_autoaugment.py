@@ -124,6 +124,9 @@ def _varied_images(count: int, seed: int) -> np.ndarray:
 
 # Overflow probability: the default (groups almost never overflow), 0.5 (capacities at the median count: in every
 # batch some of the 30 groups overflow, so grouped and per-image images mix) and 1 (capacity 0: all per image).
+# One xdist worker runs the four, so the jitted reference is traced and compiled once per policy, not per case
+# (one process: 26 s for the four; spread over three workers they cost about 47 CPU-s).
+@pytest.mark.xdist_group("fast_autoaugment_reference")
 @pytest.mark.parametrize(
     "name, overflow_probability",
     [("fa_reduced_cifar10", None), ("fa_reduced_svhn", None), ("fa_reduced_cifar10", 0.5), ("fa_reduced_svhn", 1.0)],

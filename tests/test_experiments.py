@@ -5,6 +5,7 @@ import shlex
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 from absl import flags
@@ -212,31 +213,45 @@ def test_fig1_counts_the_real_models_and_meets_table1(tmp_path, capsys):
     assert "s-fc: α=1: 792,816" in capsys.readouterr().out
 
 
-def test_fig5_trains_each_kernel_size_and_method_once(tmp_path, capsys):
+def test_fig5_crosses_each_dataset_kernel_size_and_method_into_its_own_run():
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["prog", *SMOKE, "--kernel_sizes=3,5,7", "--datasets=synthetic,svhn_cropped"])
+    cells = fig5.cells(train_flags.config_from_flags())
+    got = [(c.dataset, c.kernel_size, c.method, c.model, c.alpha) for c in cells]
+    want = [(d, k, m, "resnet18", 1) for d in ("synthetic", "svhn_cropped") for k in (3, 5, 7) for m in fig5.METHODS]
+    assert got == want  # ResNet18 at the smoke preset's α
+    assert len({methods.run_name(c) for c in cells}) == len(cells)
+    for argv, alpha in ((["--alpha=4"], 4), (["--config=table2", "--alpha=150"], 150), (["--config=table2"], 64)):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["prog", "--kernel_sizes=3", "--datasets=synthetic", *argv])
+        assert {c.alpha for c in fig5.cells(train_flags.config_from_flags())} == {alpha}, argv
+
+
+def test_fig5_trains_each_method_once_at_the_kernel_size_asked_for(tmp_path, capsys):
+    # One kernel size trained end to end (each costs a ResNet18 compile per method); the crossing of kernel
+    # sizes is the test above.
     argv = [
         "--config=smoke",
         "--epochs=1",
         "--synthetic_shape=8,8,3",
         "--synthetic_train_size=192",
         "--validation_size=64",
-        "--kernel_sizes=3,5",
+        "--kernel_sizes=5",
         "--datasets=synthetic",
         f"--workdir={tmp_path}",
     ]
     run(fig5, argv)
-    assert "4 runs (4 cells x 1 seeds), 4 epochs in all" in capsys.readouterr().out
+    assert "2 runs (2 cells x 1 seeds), 2 epochs in all" in capsys.readouterr().out
     table = (tmp_path / "fig5.md").read_text()
-    for kernel in (3, 5):
-        for method in ("β-LASSO β=50", "SGD"):
-            assert f"| synthetic | {kernel} | {method} | 1 |" in table
+    for method in ("β-LASSO β=50", "SGD"):
+        assert f"| synthetic | 5 | {method} | 1 |" in table
     assert (tmp_path / "fig5.png").stat().st_size > 1000
     mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")}
-    assert sorted(p.parent.name for p in mtimes) == [
-        "synthetic-resnet18-k3-blasso-beta50-seed0",
-        "synthetic-resnet18-k3-sgd-seed0",
-        "synthetic-resnet18-k5-blasso-beta50-seed0",
-        "synthetic-resnet18-k5-sgd-seed0",
-    ]
+    names = sorted(p.parent.name for p in mtimes)
+    assert names == ["synthetic-resnet18-k5-blasso-beta50-seed0", "synthetic-resnet18-k5-sgd-seed0"]
+    with np.load(tmp_path / names[1] / "sparse_params.npz") as weights:
+        shapes = {weights[k].shape[:2] for k in weights.files if weights[k].ndim == 4}
+    assert (5, 5) in shapes  # the kernel size reached the blocks
     run(fig5, argv)  # finished cells are read back, not trained again
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")} == mtimes
 
