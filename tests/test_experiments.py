@@ -23,9 +23,13 @@ from experiments import flags as train_flags
 SMOKE = ["--config=smoke", "--synthetic_shape=8,8,3"]
 
 
-def run(module, argv):
+def parse(argv):
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["prog", *argv])
+
+
+def run(module, argv):
+    parse(argv)
     module.main(["prog"])
 
 
@@ -163,14 +167,12 @@ def test_locality_table_rows_carry_a_command_that_rebuilds_the_run(tmp_path, cap
     command = row.split("`")[1]
     assert command.startswith("python -m experiments.table2 ")
     # The command's flags, parsed by table2 over the default preset, give the run's config back exactly.
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["prog", *shlex.split(command)[3:]])
+    parse(shlex.split(command)[3:])
     saved = files.read_jsonl(workdir / "config.jsonl")[-1]
     assert train_flags.config_from_flags().to_dict() == {**saved, "synthetic_shape": tuple(saved["synthetic_shape"])}
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1] == "1" and float(cells[3]) > 0 and float(cells[5]) > 0  # epochs, share, dense-random chance
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["prog", f"--runs={tmp_path / 'missing'}"])
+    parse([f"--runs={tmp_path / 'missing'}"])
     with pytest.raises(SystemExit) as exit_info:
         locality_table.main(["prog"])
     assert exit_info.value.code == 1
@@ -214,16 +216,14 @@ def test_fig1_counts_the_real_models_and_meets_table1(tmp_path, capsys):
 
 
 def test_fig5_crosses_each_dataset_kernel_size_and_method_into_its_own_run():
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["prog", *SMOKE, "--kernel_sizes=3,5,7", "--datasets=synthetic,svhn_cropped"])
+    parse([*SMOKE, "--kernel_sizes=3,5,7", "--datasets=synthetic,svhn_cropped"])
     cells = fig5.cells(train_flags.config_from_flags())
     got = [(c.dataset, c.kernel_size, c.method, c.model, c.alpha) for c in cells]
     want = [(d, k, m, "resnet18", 1) for d in ("synthetic", "svhn_cropped") for k in (3, 5, 7) for m in fig5.METHODS]
     assert got == want  # ResNet18 at the smoke preset's α
     assert len({methods.run_name(c) for c in cells}) == len(cells)
     for argv, alpha in ((["--alpha=4"], 4), (["--config=table2", "--alpha=150"], 150), (["--config=table2"], 64)):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["prog", "--kernel_sizes=3", "--datasets=synthetic", *argv])
+        parse(["--kernel_sizes=3", "--datasets=synthetic", *argv])
         assert {c.alpha for c in fig5.cells(train_flags.config_from_flags())} == {alpha}, argv
 
 
@@ -231,9 +231,8 @@ def test_fig5_trains_each_method_once_at_the_kernel_size_asked_for(tmp_path, cap
     # One kernel size trained end to end (each costs a ResNet18 compile per method); the crossing of kernel
     # sizes is the test above.
     argv = [
-        "--config=smoke",
+        *SMOKE,
         "--epochs=1",
-        "--synthetic_shape=8,8,3",
         "--synthetic_train_size=192",
         "--validation_size=64",
         "--kernel_sizes=5",
@@ -250,7 +249,7 @@ def test_fig5_trains_each_method_once_at_the_kernel_size_asked_for(tmp_path, cap
     names = sorted(p.parent.name for p in mtimes)
     assert names == ["synthetic-resnet18-k5-blasso-beta50-seed0", "synthetic-resnet18-k5-sgd-seed0"]
     with np.load(tmp_path / names[1] / "sparse_params.npz") as weights:
-        shapes = {weights[k].shape[:2] for k in weights.files if weights[k].ndim == 4}
+        shapes = {array.shape[:2] for array in map(weights.get, weights.files) if array.ndim == 4}
     assert (5, 5) in shapes  # the kernel size reached the blocks
     run(fig5, argv)  # finished cells are read back, not trained again
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")} == mtimes
