@@ -15,13 +15,19 @@ from importlib.metadata import version
 # Four devices hold every layout the tests check (data x model = 4x1, 2x2, 1x4); each simulated device runs its
 # own copy of a step, so eight cost a training test about 15 % more CPU time than four (docs/performance.md).
 # XLA's older loop fusion emitter instead of the MLIR fusion emitters: the same fused computations, emitted in
-# about half the compile time (docs/performance.md). XLA aborts on a flag it does not know, so it is set only for
-# the jaxlib it was measured on (requirements-lock.txt); on another the tests run as they are, only slower.
-_FAST_EMITTER = " --xla_cpu_use_fusion_emitters=false" if version("jaxlib").startswith("0.10.") else ""
+# about half the compile time; and each program's machine code generated as one LLVM module instead of split into
+# up to 32 compiled on threads, which for the tests' small programs costs more CPU time than it saves wall time
+# (docs/performance.md). XLA aborts on a flag it does not know, so these are set only for the jaxlib they were
+# measured on (requirements-lock.txt); on another the tests run as they are, only slower.
+_FAST_COMPILE = (
+    " --xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1"
+    if version("jaxlib").startswith("0.10.")
+    else ""
+)
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "")
     + " --xla_backend_optimization_level=0 --xla_force_host_platform_device_count=4"
-    + _FAST_EMITTER
+    + _FAST_COMPILE
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _SESSION_CACHE = None
