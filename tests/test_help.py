@@ -2,9 +2,12 @@
 module's key flags, so flags defined through experiments/flags.py must be credited to the entry point)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = ("--alpha", "--beta", "--seed", "--method")
@@ -20,14 +23,19 @@ EXPECTED = {
     "locality_table": ("--runs", "--out"),
     "benchmark": ("--fit_table", "--examples", "--timed_epochs", "--device_gb", "--out", *TRAINING, *SPARSE),
 }
+pytestmark = pytest.mark.xdist_group("test_help")  # its tests share one run of the entry points (help_texts)
 
 
-def test_every_entry_point_lists_its_own_flags_in_help(tmp_path):
+@pytest.fixture(scope="module")
+def help_texts(tmp_path_factory) -> dict[str, str]:
+    """Each entry point's `--help` output (stdout and stderr), run once for the file's tests, all at once, from
+    outside the repository as an installed entry point is."""
+    cwd = tmp_path_factory.mktemp("help")
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     processes = {
         name: subprocess.Popen(
             [sys.executable, "-m", f"experiments.{name}", "--help"],
-            cwd=tmp_path,  # from anywhere, as an installed entry point
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -35,23 +43,26 @@ def test_every_entry_point_lists_its_own_flags_in_help(tmp_path):
         )
         for name in EXPECTED
     }
+    return {name: process.communicate(timeout=600)[0] for name, process in processes.items()}
+
+
+def test_every_entry_point_lists_its_own_flags_in_help(help_texts):
     missing = {}
-    for name, process in processes.items():
-        out = process.communicate(timeout=600)[0]
+    for name, out in help_texts.items():
         lines = [line.strip().replace("--[no]", "--") for line in out.splitlines()]
         listed = {line.split(":")[0] for line in lines if line.startswith("--")}
         missing[name] = [flag for flag in EXPECTED[name] if flag not in listed]
     assert not any(missing.values()), f"flags missing from --help: { {k: v for k, v in missing.items() if v} }"
 
 
-def test_table2_help_says_which_momentum_default_applies_to_which_method(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "experiments.table2", "--help"],
-        cwd=tmp_path,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    ).stdout
-    text = " ".join(out.split())  # absl wraps help lines
+def test_table2_help_says_which_momentum_default_applies_to_which_method(help_texts):
+    text = " ".join(help_texts["table2"].split())  # absl wraps help lines
     assert "blasso 0, sgd 0.9" in text and "imp 0.9" in text
+
+
+def test_help_lists_the_training_flags_with_the_presets_values(help_texts):
+    for name in ("table2", "fig5", "table1"):
+        text = " ".join(help_texts[name].split())  # absl wraps help lines at its terminal width
+        assert "--beta: β of β-LASSO (threshold β·λ) [table2: 50.0, cpu_locality: 1.0," in text, name
+        assert re.search(r"--epochs: [^[]*epochs[^[]* \[table2: 4000, cpu_locality: 300,", text), name
+        assert "--workdir" in text

@@ -486,22 +486,6 @@ def test_resume_with_only_the_workdir_continues_from_the_saved_config(tmp_path, 
     assert "alpha: saved 2, requested 3" in capsys.readouterr().err
 
 
-def run_entry_point(tmp_path, *argv):
-    """An entry point in a fresh process started outside the repository (as after the README install)."""
-    return subprocess.run(
-        [sys.executable, "-m", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def test_help_lists_the_training_flags_with_the_presets_values(tmp_path):
-    for module in ("experiments.table2", "experiments.fig5", "experiments.table1"):
-        out = run_entry_point(tmp_path, module, "--help")
-        text = " ".join((out.stdout + out.stderr).split())  # absl wraps help lines at its terminal width
-        assert "--beta: β of β-LASSO (threshold β·λ) [table2: 50.0, cpu_locality: 1.0," in text, module
-        assert re.search(r"--epochs: [^[]*epochs[^[]* \[table2: 4000, cpu_locality: 300,", text), module
-        assert "--workdir" in text
-
-
 def test_distributed_without_a_coordinator_names_the_flags_and_environment(tmp_path):
     env_free = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COORDINATOR", "JAX_NUM", "JAX_PROCESS"))}
     out = subprocess.run(
