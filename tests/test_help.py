@@ -5,11 +5,9 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 TRAINING = ("--alpha", "--beta", "--seed", "--method")
 SPARSE = ("--sparse", "--crossover", "--densities", "--sparse_alphas", "--batch_sizes", "--runs")
 EXPECTED = {
