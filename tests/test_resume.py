@@ -16,13 +16,12 @@ from types import SimpleNamespace
 import jax
 import numpy as np
 import pytest
-from absl import flags
 from orbax.checkpoint._src.serialization import serialization
+from table2_cli import run_cli
 
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.training import checkpoints, rundir, summary, train
-from experiments import table2
 
 # Its module-scoped runs are trained once: every test of this file on one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_resume")
@@ -56,12 +55,6 @@ from experiments import table2
 sys.argv = ["table2", *sys.argv[3:]]
 app.run(table2.main)
 """
-
-
-def run_cli(argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["table2", *argv])
-    table2.main(["table2"])
 
 
 @pytest.fixture(scope="module")
