@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from entry_points import run_table2
 from PIL import Image
-from table2_cli import run_cli
 
 
 def write_folder(root, sizes=None, classes=("a", "b"), test_classes=None):
@@ -82,7 +82,7 @@ def bad_npz(tmp_path):
 def test_bad_flags_fail_with_a_message_and_write_nothing(tmp_path, capsys, argv, message):
     workdir = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(["--config=smoke", f"--workdir={workdir}", f"--cache_dir={tmp_path / 'cache'}", *argv])
+        run_table2(["--config=smoke", f"--workdir={workdir}", f"--cache_dir={tmp_path / 'cache'}", *argv])
     assert exit_info.value.code == 1
     assert message in capsys.readouterr().err
     assert not workdir.exists()
@@ -93,7 +93,7 @@ def test_bad_data_fails_naming_the_problem_and_writes_nothing(tmp_path, capsys, 
     dataset, named = make(tmp_path)
     workdir = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(
+        run_table2(
             [
                 "--config=smoke",
                 f"--dataset={dataset}",
@@ -110,7 +110,7 @@ def test_bad_data_fails_naming_the_problem_and_writes_nothing(tmp_path, capsys, 
 def test_unwritable_workdir(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit):
-        run_cli(["--config=smoke", f"--workdir={tmp_path / 'file' / 'run'}"])
+        run_table2(["--config=smoke", f"--workdir={tmp_path / 'file' / 'run'}"])
     assert "is not writable" in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from absl import flags
+from entry_points import SMOKE, parse, run
 
 import blasso_jax as bj
 from blasso_jax import methods
@@ -18,19 +18,6 @@ from blasso_jax.reporting import ladders
 from blasso_jax.training import sweep
 from experiments import benchmark, fig1, fig2, fig3, fig5, locality_table, table1, table2
 from experiments import flags as train_flags
-
-# The smoke preset on 8x8 images: these tests check what the entry points train, select and write, not CIFAR's shape.
-SMOKE = ["--config=smoke", "--synthetic_shape=8,8,3"]
-
-
-def parse(argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["prog", *argv])
-
-
-def run(module, argv):
-    parse(argv)
-    module.main(["prog"])
 
 
 def test_table2_sweep_runs_each_cell_once_and_resumes(tmp_path, capsys):

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import flags
+from entry_points import run
 
 from blasso_jax import create_model
 from blasso_jax.analysis import filters
@@ -128,13 +128,6 @@ def test_plot_locality_draws_window_share_and_radius_on_honest_axes(tmp_path):
         figures.plot_locality({"a": metrics(2, 10)}, (32, 32, 3))
 
 
-def run_command(module, argv):
-    """Runs an entry point in-process, as `python -m experiments.<module> ARGS` would."""
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS([module.__name__, *argv])
-    module.main([module.__name__])
-
-
 def smoke_config(model):
     return config_lib.preset("smoke", model=model, synthetic_shape=(8, 8, 3))
 
@@ -164,12 +157,12 @@ def test_fig3_command_plots_a_run(tmp_path, capsys):
     for record in metrics(3, 30_000):
         files.append_jsonl(run / "metrics.jsonl", record)
     out = tmp_path / "figures" / "fig3"
-    run_command(fig3, [f"--runs={run}", "--labels=β-LASSO", f"--out={out}"])
+    run(fig3, [f"--runs={run}", "--labels=β-LASSO", f"--out={out}"])
     assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".pdf").stat().st_size > 0
     assert "fig3.png" in capsys.readouterr().out
 
     with pytest.raises(SystemExit) as exit_info:
-        run_command(fig3, [f"--runs={run},{tmp_path / 'missing'}", f"--out={out}"])
+        run(fig3, [f"--runs={run},{tmp_path / 'missing'}", f"--out={out}"])
     assert exit_info.value.code == 1
     assert str(tmp_path / "missing") in capsys.readouterr().err
 
@@ -194,11 +187,11 @@ def test_fig3_combines_10_and_100_class_runs_with_a_classifier_reference_each(tm
     assert layer3_levels == [480, 480, 480, 4800, 4800, 4800]  # S-CONV, S-LOCAL and S-FC share the classifier
     assert all(len(lines_with_data(ax)) == 4 for ax in fig.axes[:2])  # one run + three references, no class lines
     out = tmp_path / "fig3"
-    run_command(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
+    run(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
     assert out.with_suffix(".png").stat().st_size > 0
     files.atomic_write_json(runs[1] / "dataset.json", {"image_shape": [16, 16, 3], "num_classes": 100})
     with pytest.raises(SystemExit):
-        run_command(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
+        run(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
     assert "image shape" in capsys.readouterr().err
 
 
@@ -206,16 +199,16 @@ def test_fig4_command_plots_trained_runs(tmp_path, capsys):
     fabricate_run(tmp_path / "fc", "s-fc")
     train.train_and_evaluate(smoke_config("s-local").replace(epochs=1), tmp_path / "local")  # the real path
     out = tmp_path / "fig4"
-    run_command(fig4, [f"--blasso_fc={tmp_path / 'fc'}", f"--sgd_local={tmp_path / 'local'}", f"--out={out}", "--k=4"])
+    run(fig4, [f"--blasso_fc={tmp_path / 'fc'}", f"--sgd_local={tmp_path / 'local'}", f"--out={out}", "--k=4"])
     assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".pdf").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "S-FC (β-LASSO): 16 units" in printed and "S-LOCAL (SGD): 16 units" in printed
     assert "window share of |w|: 1.000" in printed  # S-LOCAL filters stay in their window
 
     with pytest.raises(SystemExit) as exit_info:
-        run_command(fig4, [f"--sgd_fc={tmp_path / 'local'}", f"--out={out}"])  # an S-LOCAL run in an S-FC panel
+        run(fig4, [f"--sgd_fc={tmp_path / 'local'}", f"--out={out}"])  # an S-LOCAL run in an S-FC panel
     assert exit_info.value.code == 1
     assert "s-local run" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        run_command(fig4, [f"--sgd_fc={tmp_path / 'missing'}", f"--out={out}"])
+        run(fig4, [f"--sgd_fc={tmp_path / 'missing'}", f"--out={out}"])
     assert str(tmp_path / "missing") in capsys.readouterr().err

@@ -2,15 +2,9 @@
 
 import json
 
-from absl import flags
+from entry_points import run
 
 from experiments import nlgp as experiment
-
-
-def run(argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["prog", *argv])
-    experiment.main(["prog"])
 
 
 def test_the_benchmark_trains_every_cell_writes_one_record_per_run_and_reads_them_back(tmp_path, capsys):
@@ -29,7 +23,7 @@ def test_the_benchmark_trains_every_cell_writes_one_record_per_run_and_reads_the
         f"--results_dir={results}",
         f"--figures_dir={figures}",
     ]
-    run(argv)
+    run(experiment, argv)
     # Main grid (g=10) and sweep (g=1): 2 datasets, one method, one seed; λ selection reuses NLGP g=10.
     records = {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")}
     assert sorted(records) == sorted(
@@ -50,5 +44,5 @@ def test_the_benchmark_trains_every_cell_writes_one_record_per_run_and_reads_the
     assert "results:" in capsys.readouterr().out
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/*/results.json")}
     assert len(mtimes) == 4
-    run(argv)  # finished runs are read back, not trained again
+    run(experiment, argv)  # finished runs are read back, not trained again
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/*/results.json")} == mtimes

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from entry_points import run
 
 from blasso_jax.data import nlgp_online as online
 from blasso_jax.training import online as loop
@@ -191,15 +192,11 @@ def test_a_covariance_that_is_not_positive_definite_is_refused_in_one_line():
 
 
 def test_the_quick_variant_writes_one_record_per_run_a_table_and_figures_and_reads_them_back(tmp_path, capsys):
-    from absl import flags
-
     from experiments import nlgp as experiment
 
     results, figures = tmp_path / "results", tmp_path / "figures"
     argv = ["--setting=ingrosso_goldt", "--quick", f"--workdir={tmp_path}", f"--figures_dir={figures}"]
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["prog", *argv])
-    experiment.main(["prog"])
+    run(experiment, argv)
     names = sorted(p.stem for p in results.glob("*.json"))
     assert names == sorted(
         f"{k}-{a}-seed0" for k in ("nlgp", "nlgp_gaussian") for a in ("sgd", "l1", "beta1", "beta50")
@@ -224,8 +221,6 @@ def test_the_quick_variant_writes_one_record_per_run_a_table_and_figures_and_rea
     for name in ("nlgp_ingrosso_goldt_ipr", "nlgp_ingrosso_goldt_fields"):
         assert (figures / f"{name}.png").stat().st_size > 0
     mtimes = {p: p.stat().st_mtime_ns for p in results.glob("*.json")}
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["prog", *argv])
-    experiment.main(["prog"])  # finished streams are read back, not trained again
+    run(experiment, argv)  # finished streams are read back, not trained again
     assert {p: p.stat().st_mtime_ns for p in results.glob("*.json")} == mtimes
     assert "NLGP" in capsys.readouterr().out

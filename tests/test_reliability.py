@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from table2_cli import SMALL_IMAGES, SMOKE, run_cli
+from entry_points import SMALL_IMAGES, SMOKE, run_table2
 
 from blasso_jax.common import files
 from blasso_jax.common.progress import Progress
@@ -76,12 +76,12 @@ def nan_on_bright_batches(monkeypatch):
 def test_nonfinite_loss_stops_naming_epoch_and_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     workdir = tmp_path / "run"
     argv = [*SMOKE, "--epochs=20", f"--workdir={workdir}", "--batch_size=8", "--checkpoint_every=1"]
-    run_cli([*argv, "--stop_after=2"])
+    run_table2([*argv, "--stop_after=2"])
     good = {p.name: p.stat().st_mtime_ns for p in (workdir / "checkpoints").glob("[0-9]*")}
     assert "2" in good
     poison_bright_batches(monkeypatch)
     with pytest.raises(SystemExit) as exit_info:
-        run_cli([*argv, "--resume"])
+        run_table2([*argv, "--resume"])
     assert exit_info.value.code == 1
     message = capsys.readouterr().err
     assert "non-finite loss or gradient at epoch 3, step" in message
@@ -119,7 +119,7 @@ def test_an_epoch_with_every_step_skipped_stops_the_run_even_in_skip_mode(tmp_pa
     monkeypatch.setattr(augment, "normalize", lambda *args, **kwargs: normalize(*args, **kwargs) * jnp.nan)
     workdir = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
-        run_cli([*SMOKE, f"--workdir={workdir}", "--on_nonfinite=skip"])
+        run_table2([*SMOKE, f"--workdir={workdir}", "--on_nonfinite=skip"])
     assert exit_info.value.code == 1
     assert "every one of the 6 steps of epoch 1 had a non-finite loss or gradient" in capsys.readouterr().err
     assert not (workdir / "results.json").exists() and files.read_jsonl(workdir / "metrics.jsonl") == []
@@ -132,7 +132,7 @@ SIGNAL_RUN = [*SMOKE, "--epochs=40", "--checkpoint_every=100", "--synthetic_trai
 @pytest.fixture(scope="module")
 def uninterrupted_signal_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight") / "run"
-    run_cli([*SIGNAL_RUN, f"--workdir={workdir}"])
+    run_table2([*SIGNAL_RUN, f"--workdir={workdir}"])
     return workdir
 
 
@@ -165,7 +165,7 @@ def test_a_signal_checkpoints_the_epoch_and_resume_matches_an_uninterrupted_run(
     assert "Traceback" not in err
     assert checkpoints.latest_epoch(stopped) == epoch  # checkpoint_every=100: written because of the signal
 
-    run_cli([f"--workdir={stopped}", "--resume"])
+    run_table2([f"--workdir={stopped}", "--resume"])
     _, _, a = rundir.load_run(straight)
     _, _, b = rundir.load_run(stopped)
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import jax
 import numpy as np
 import pytest
+from entry_points import run_table2
 from orbax.checkpoint._src.serialization import serialization
-from table2_cli import run_cli
 
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
@@ -60,7 +60,7 @@ app.run(table2.main)
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight") / "run"
-    run_cli([*CONFIG, f"--workdir={workdir}"])
+    run_table2([*CONFIG, f"--workdir={workdir}"])
     return workdir
 
 
@@ -79,7 +79,7 @@ def test_a_run_killed_around_a_checkpoint_resumes_to_the_same_result(tmp_path, s
     assert subprocess.run(command, cwd=REPO, env=env, capture_output=True).returncode == 9
     lines = [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")]
     assert lines == [1, 2, 3]  # epoch 3's line is written before its checkpoint, whenever the run died
-    run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
+    run_table2([*CONFIG, f"--workdir={workdir}", "--resume"])
     _same_run(straight, workdir)
 
 
@@ -105,16 +105,16 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, stra
     torn = killed / "checkpoints" / f"{done + 1}.orbax-checkpoint-tmp-1234567890"
     torn.mkdir()
     (torn / "garbage").write_bytes(b"\0" * 100)
-    run_cli([*CONFIG, f"--workdir={killed}", "--resume"])
+    run_table2([*CONFIG, f"--workdir={killed}", "--resume"])
     _same_run(straight, killed)
 
 
 def test_a_checkpoint_without_its_metrics_line_is_resumed_after_and_the_line_rebuilt(tmp_path, straight):
     # Runs written before the metrics-first order could die between the checkpoint and the line.
     workdir = tmp_path / "gap"
-    run_cli([*CONFIG, f"--workdir={workdir}", "--stop_after=3"])
+    run_table2([*CONFIG, f"--workdir={workdir}", "--stop_after=3"])
     files.write_jsonl(workdir / "metrics.jsonl", files.read_jsonl(workdir / "metrics.jsonl")[:2])
-    run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
+    run_table2([*CONFIG, f"--workdir={workdir}", "--resume"])
     records = _same_run(straight, workdir)
     assert records[2]["rebuilt"] is True and records[2]["train_loss"] is None
     expected = files.read_jsonl(straight / "metrics.jsonl")[2]
@@ -129,10 +129,10 @@ def _damage(checkpoint: Path) -> None:
 
 def test_a_damaged_checkpoint_is_set_aside_and_the_previous_one_resumed(tmp_path, straight, capsys):
     workdir = tmp_path / "damaged"
-    run_cli([*CONFIG, f"--workdir={workdir}", "--stop_after=4"])
+    run_table2([*CONFIG, f"--workdir={workdir}", "--stop_after=4"])
     _damage(workdir / "checkpoints" / "4")
     capsys.readouterr()
-    run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
+    run_table2([*CONFIG, f"--workdir={workdir}", "--resume"])
     out = capsys.readouterr().out
     assert "checkpoint of epoch 4 is damaged" in out and "resumed from the checkpoint of epoch 3" in out
     assert sum(line.count("checkpoint of epoch 4 is damaged") for line in out.splitlines()) == 1
@@ -143,11 +143,11 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_previous_one_resumed(tmp_path
 
 def test_no_intact_checkpoint_fails_in_one_line(tmp_path, capsys):
     workdir = tmp_path / "all_damaged"
-    run_cli([*CONFIG, "--keep_checkpoints=1", f"--workdir={workdir}", "--stop_after=2"])
+    run_table2([*CONFIG, "--keep_checkpoints=1", f"--workdir={workdir}", "--stop_after=2"])
     for checkpoint in (workdir / "checkpoints").glob("[0-9]*"):
         _damage(checkpoint)
     with pytest.raises(SystemExit) as exit_info:
-        run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])
+        run_table2([*CONFIG, f"--workdir={workdir}", "--resume"])
     assert exit_info.value.code == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: no intact checkpoint in") and "--overwrite" in last
@@ -173,9 +173,9 @@ def test_the_workdir_lock_is_held_until_results_json_is_written(tmp_path, monkey
 
 def test_resume_of_a_finished_run_leaves_its_results_as_they_are(tmp_path, capsys):
     workdir = tmp_path / "finished"
-    run_cli([*CONFIG, "--epochs=2", f"--workdir={workdir}"])
+    run_table2([*CONFIG, "--epochs=2", f"--workdir={workdir}"])
     before = (workdir / "results.json").read_bytes()
-    run_cli([*CONFIG, "--epochs=2", f"--workdir={workdir}", "--resume"])
+    run_table2([*CONFIG, "--epochs=2", f"--workdir={workdir}", "--resume"])
     assert (workdir / "results.json").read_bytes() == before
     assert "is finished; its results are left as they are" in capsys.readouterr().out
     assert json.loads(before)["epochs"] == 2
@@ -186,13 +186,13 @@ def test_a_run_written_before_momentum_was_a_blasso_setting_resumes_as_before(tm
     β-LASSO trained without momentum, and so must the rest of it, with or without the preset's flags."""
     for flags_given in (CONFIG, []):
         workdir = tmp_path / f"old{len(flags_given)}"
-        run_cli([*CONFIG, f"--workdir={workdir}", "--stop_after=3"])
+        run_table2([*CONFIG, f"--workdir={workdir}", "--stop_after=3"])
         old = [
             {**{k: v for k, v in c.items() if k not in ("nesterov", "decoupled_l1")}, "momentum": 0.9}
             for c in files.read_jsonl(workdir / "config.jsonl")
         ]
         files.write_jsonl(workdir / "config.jsonl", old)
-        run_cli([*flags_given, f"--workdir={workdir}", "--resume"])
+        run_table2([*flags_given, f"--workdir={workdir}", "--resume"])
         _same_run(straight, workdir)
 
 
@@ -239,7 +239,7 @@ def test_a_full_disk_fails_in_one_line_leaves_no_partial_checkpoint_and_resumes(
 
     monkeypatch.setattr(serialization, "async_serialize_from_host", full_at_epoch_3)
     with pytest.raises(SystemExit):
-        run_cli([*CONFIG, f"--workdir={workdir}"])
+        run_table2([*CONFIG, f"--workdir={workdir}"])
     out, err = capsys.readouterr()
     assert [line for line in out.splitlines() if line.startswith("warning:")] == [
         f"warning: {free / 2**20:,.1f} MiB free in {workdir}, short of the {4 * size / 2**20:,.1f} MiB that 4 more "
@@ -253,6 +253,6 @@ def test_a_full_disk_fails_in_one_line_leaves_no_partial_checkpoint_and_resumes(
     assert not [r for r in caplog.records if r.exc_info]  # orbax's threads logged no traceback
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1", "2"]  # no partial checkpoint
     monkeypatch.setattr(serialization, "async_serialize_from_host", write)
-    run_cli([*CONFIG, f"--workdir={workdir}", "--resume"])  # 2 checkpoints there: 2 more fit, no warning
+    run_table2([*CONFIG, f"--workdir={workdir}", "--resume"])  # 2 checkpoints there: 2 more fit, no warning
     assert "warning:" not in capsys.readouterr().out
     _same_run(straight, workdir)

@@ -13,7 +13,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from table2_cli import SMALL_IMAGES, SMOKE, run_cli
+from entry_points import SMALL_IMAGES, SMOKE, run_table2
 
 from blasso_jax.common import files
 from blasso_jax.config import train_config as config_lib
@@ -24,14 +24,14 @@ from blasso_jax.training import checkpoints, step, train
 
 def test_existing_workdir_needs_resume_or_overwrite(tmp_path, capsys):
     workdir = tmp_path / "run"
-    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
+    run_table2([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
     before = (workdir / "metrics.jsonl").read_text()
     with pytest.raises(SystemExit):
-        run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
+        run_table2([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
     assert (workdir / "metrics.jsonl").read_text() == before
-    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--overwrite"])
+    run_table2([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--overwrite"])
     assert len(files.read_jsonl(workdir / "metrics.jsonl")) == 1
 
 
@@ -149,37 +149,37 @@ sys.stdin.read()
 
 def test_locked_workdir_is_refused_naming_the_holder_and_a_killed_holder_does_not_block(tmp_path, capsys):
     workdir = tmp_path / "run"
-    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
+    run_table2([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
     before = (workdir / "metrics.jsonl").read_text()
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(workdir / ".lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     assert holder.stdout.readline().strip() == b"locked"
     with pytest.raises(SystemExit):
-        run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--overwrite"])
+        run_table2([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--overwrite"])
     assert f"in use by another run (pid {holder.pid})" in capsys.readouterr().err
     assert (workdir / "metrics.jsonl").read_text() == before  # nothing deleted, nothing written
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     # The killed holder's .lock file is left behind; the OS released its lock, so the run proceeds.
-    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--overwrite"])
+    run_table2([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--overwrite"])
     assert (workdir / ".lock").read_text() == str(os.getpid())
     assert len(files.read_jsonl(workdir / "metrics.jsonl")) == 1
 
 
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path, capsys):
     workdir = tmp_path / "run"
-    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
+    run_table2([*SMOKE, "--epochs=1", f"--workdir={workdir}"])
     straight = (workdir / "metrics.jsonl").read_text()
     shutil.rmtree(workdir / "checkpoints")  # as a Ctrl-C or non-finite stop before epoch 1's checkpoint leaves it
-    run_cli([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--resume"])
+    run_table2([*SMOKE, "--epochs=1", f"--workdir={workdir}", "--resume"])
     assert [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")] == [1]
     assert json.loads(straight)["train_loss"] == files.read_jsonl(workdir / "metrics.jsonl")[0]["train_loss"]
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "notes.txt").write_text("not a run")
     with pytest.raises(SystemExit):
-        run_cli([*SMOKE, "--epochs=1", f"--workdir={stray}", "--resume"])
+        run_table2([*SMOKE, "--epochs=1", f"--workdir={stray}", "--resume"])
     err = capsys.readouterr().err
     assert "nothing to resume" in err and "--overwrite" in err
 
@@ -187,27 +187,27 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path
 def test_resume_refuses_settings_that_change_the_run_and_writes_nothing(tmp_path, capsys):
     workdir = tmp_path / "run"
     base = [*SMOKE, "--epochs=2", f"--workdir={workdir}"]
-    run_cli([*base, "--stop_after=1"])
+    run_table2([*base, "--stop_after=1"])
     before = {name: (workdir / name).read_text() for name in ("config.jsonl", "metrics.jsonl")}
     for changed, message in [("--beta=0.5", "beta: saved"), ("--epochs=3", "epochs: saved 2, requested 3")]:
         with pytest.raises(SystemExit):
-            run_cli([*base, "--resume", changed])  # the later --epochs wins
+            run_table2([*base, "--resume", changed])  # the later --epochs wins
         err = capsys.readouterr().err
         assert message in err and "new workdir" in err and "--overwrite" in err
         assert {name: (workdir / name).read_text() for name in before} == before
-    run_cli([*base, "--resume", "--test_every=2"])  # a logging interval may change
+    run_table2([*base, "--resume", "--test_every=2"])  # a logging interval may change
     assert [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")] == [1, 2]
 
 
 def test_resume_with_only_the_workdir_continues_from_the_saved_config(tmp_path, capsys):
     workdir = tmp_path / "run"
     # Not the table2 preset's values: a resume that fell back to the preset would train S-FC α=150 on tfds CIFAR-10.
-    run_cli([*SMOKE, "--epochs=3", "--alpha=2", f"--workdir={workdir}", "--stop_after=1"])
-    run_cli([f"--workdir={workdir}", "--resume"])
+    run_table2([*SMOKE, "--epochs=3", "--alpha=2", f"--workdir={workdir}", "--stop_after=1"])
+    run_table2([f"--workdir={workdir}", "--resume"])
     assert [r["epoch"] for r in files.read_jsonl(workdir / "metrics.jsonl")] == [1, 2, 3]
     configs = files.read_jsonl(workdir / "config.jsonl")
     assert len(configs) == 2 and configs[0] == configs[1]
     # A changing flag is still refused against the saved config, naming both values.
     with pytest.raises(SystemExit):
-        run_cli([f"--workdir={workdir}", "--resume", "--alpha=3"])
+        run_table2([f"--workdir={workdir}", "--resume", "--alpha=3"])
     assert "alpha: saved 2, requested 3" in capsys.readouterr().err

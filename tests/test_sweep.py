@@ -5,12 +5,11 @@ import json
 
 import numpy as np
 import pytest
-from absl import flags
+from entry_points import run_table2
 
 from blasso_jax.common import text
 from blasso_jax.config import train_config as config_lib
 from blasso_jax.training import sweep
-from experiments import table2
 
 
 @pytest.mark.parametrize(
@@ -44,10 +43,8 @@ def test_each_seed_trains_its_own_run_and_the_cell_reports_their_mean(tmp_path):
 
 
 def test_the_table2_entry_point_refuses_repeated_seeds_in_one_line(tmp_path, capsys):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["table2", "--config=smoke", "--seeds=1,1", f"--workdir={tmp_path}"])
     with pytest.raises(SystemExit) as exit_info:
-        table2.main(["table2"])
+        run_table2(["--config=smoke", "--seeds=1,1", f"--workdir={tmp_path}"])
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --seeds repeats [1]; give each seed once"
     assert not any(tmp_path.iterdir())  # refused before anything was written

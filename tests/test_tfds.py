@@ -120,7 +120,6 @@ def test_prepared_tfds_dataset(no_network, tiny_tfds, file_format):
 
 
 def test_unprepared_tfds_dataset_is_prepared_when_its_hosts_answer(tmp_path, monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
     calls = []
 
     class Prepared(Exception):
@@ -138,7 +137,6 @@ def test_unprepared_tfds_dataset_is_prepared_when_its_hosts_answer(tmp_path, mon
 
 
 def test_download_hosts_check_is_fast_offline(monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
 
     def refuse(*args, **kwargs):
         raise OSError("network is unreachable")

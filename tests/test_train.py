@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from entry_points import SMOKE, run_table2
 from PIL import Image
-from table2_cli import SMOKE, run_cli
 
 from blasso_jax.common import files, parallel
 from blasso_jax.config import train_config as config_lib
@@ -49,7 +49,7 @@ def check_outputs(workdir, epochs, num_classes=10):
 
 def test_smoke_preset_learns_synthetic_data(tmp_path, capsys):
     workdir = tmp_path / "run"
-    run_cli(["--config=smoke", "--epochs=4", f"--workdir={workdir}", "--l1_first=1e-4", "--l1_rest=1e-4"])
+    run_table2(["--config=smoke", "--epochs=4", f"--workdir={workdir}", "--l1_first=1e-4", "--l1_rest=1e-4"])
     records, results = check_outputs(workdir, epochs=4)
     assert records[-1]["train_loss"] < 0.7 * records[0]["train_loss"]
     assert results["test_accuracy"]["final"] > 0.5  # 10 learnable classes; chance is 0.1
@@ -81,7 +81,7 @@ def test_cli_on_local_copies(tmp_path, source):
         dataset = tmp_path / "images.npz"
         np.savez(dataset, x_train=loaded.x_train, y_train=loaded.y_train, x_test=loaded.x_test, y_test=loaded.y_test)
     workdir = tmp_path / "run"
-    run_cli(
+    run_table2(
         [
             "--config=smoke",
             f"--dataset={dataset}",
@@ -102,7 +102,7 @@ def test_cli_on_tfds_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     workdir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=96):
-        run_cli(
+        run_table2(
             [
                 "--config=smoke",
                 "--dataset=cifar10",
@@ -204,7 +204,7 @@ def test_metrics_record_lr_schedule_and_checkpoint_size(tmp_path, capsys):
 
 def test_cli_default_workdir_is_relative_to_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run_cli([*SMOKE, "--epochs=1"])
+    run_table2([*SMOKE, "--epochs=1"])
     assert (tmp_path / "runs" / "table2" / "synthetic-s-fc-blasso-beta50-seed0" / "results.json").exists()
 
 
@@ -244,7 +244,7 @@ def test_a_finished_run_counts_for_a_sweep_with_tensorboard_on(tmp_path):
 
 def test_a_blasso_runs_momentum_flag_reaches_its_optimizer_and_config_jsonl(tmp_path):
     def run(workdir, *extra):
-        run_cli([*SMOKE, "--epochs=1", "--locality_every=0", f"--workdir={workdir}", *extra])
+        run_table2([*SMOKE, "--epochs=1", "--locality_every=0", f"--workdir={workdir}", *extra])
         _, saved = checkpoints.read_checkpoint(workdir / "checkpoints")
         return files.read_jsonl(workdir / "config.jsonl")[-1], saved
 
