@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from entry_points import run
+from entry_points import run as run_command
 
 from blasso_jax import create_model
 from blasso_jax.analysis import filters
@@ -157,12 +157,12 @@ def test_fig3_command_plots_a_run(tmp_path, capsys):
     for record in metrics(3, 30_000):
         files.append_jsonl(run / "metrics.jsonl", record)
     out = tmp_path / "figures" / "fig3"
-    run(fig3, [f"--runs={run}", "--labels=β-LASSO", f"--out={out}"])
+    run_command(fig3, [f"--runs={run}", "--labels=β-LASSO", f"--out={out}"])
     assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".pdf").stat().st_size > 0
     assert "fig3.png" in capsys.readouterr().out
 
     with pytest.raises(SystemExit) as exit_info:
-        run(fig3, [f"--runs={run},{tmp_path / 'missing'}", f"--out={out}"])
+        run_command(fig3, [f"--runs={run},{tmp_path / 'missing'}", f"--out={out}"])
     assert exit_info.value.code == 1
     assert str(tmp_path / "missing") in capsys.readouterr().err
 
@@ -187,11 +187,11 @@ def test_fig3_combines_10_and_100_class_runs_with_a_classifier_reference_each(tm
     assert layer3_levels == [480, 480, 480, 4800, 4800, 4800]  # S-CONV, S-LOCAL and S-FC share the classifier
     assert all(len(lines_with_data(ax)) == 4 for ax in fig.axes[:2])  # one run + three references, no class lines
     out = tmp_path / "fig3"
-    run(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
+    run_command(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
     assert out.with_suffix(".png").stat().st_size > 0
     files.atomic_write_json(runs[1] / "dataset.json", {"image_shape": [16, 16, 3], "num_classes": 100})
     with pytest.raises(SystemExit):
-        run(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
+        run_command(fig3, [f"--runs={','.join(map(str, runs))}", f"--out={out}"])
     assert "image shape" in capsys.readouterr().err
 
 
@@ -199,16 +199,16 @@ def test_fig4_command_plots_trained_runs(tmp_path, capsys):
     fabricate_run(tmp_path / "fc", "s-fc")
     train.train_and_evaluate(smoke_config("s-local").replace(epochs=1), tmp_path / "local")  # the real path
     out = tmp_path / "fig4"
-    run(fig4, [f"--blasso_fc={tmp_path / 'fc'}", f"--sgd_local={tmp_path / 'local'}", f"--out={out}", "--k=4"])
+    run_command(fig4, [f"--blasso_fc={tmp_path / 'fc'}", f"--sgd_local={tmp_path / 'local'}", f"--out={out}", "--k=4"])
     assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".pdf").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "S-FC (β-LASSO): 16 units" in printed and "S-LOCAL (SGD): 16 units" in printed
     assert "window share of |w|: 1.000" in printed  # S-LOCAL filters stay in their window
 
     with pytest.raises(SystemExit) as exit_info:
-        run(fig4, [f"--sgd_fc={tmp_path / 'local'}", f"--out={out}"])  # an S-LOCAL run in an S-FC panel
+        run_command(fig4, [f"--sgd_fc={tmp_path / 'local'}", f"--out={out}"])  # an S-LOCAL run in an S-FC panel
     assert exit_info.value.code == 1
     assert "s-local run" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        run(fig4, [f"--sgd_fc={tmp_path / 'missing'}", f"--out={out}"])
+        run_command(fig4, [f"--sgd_fc={tmp_path / 'missing'}", f"--out={out}"])
     assert str(tmp_path / "missing") in capsys.readouterr().err
